@@ -1,0 +1,54 @@
+# One entry point for every routine. The two set-up commands are `make run` and `make test`.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+HOST ?= 127.0.0.1
+PORT ?= 8000
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+
+# uv from the PATH, or a private copy installed on first use (a fresh machine may have none).
+UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
+
+.PHONY: help run test lint format sync worker beat bench
+
+help:
+	@echo "make run     start the product on http://$(HOST):$(PORT) (embedded SQLite, no Redis needed)"
+	@echo "make test    run the whole test suite against PostgreSQL and Redis"
+	@echo "make lint    ruff lint and format check"
+	@echo "make format  apply ruff's formatting and fixes"
+	@echo "make worker  start a Celery worker;  make beat  start Celery beat"
+
+.tools/bin/uv:
+	python3 -m venv .tools
+	.tools/bin/pip install --quiet uv
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	@touch $@
+
+sync: .venv/.synced
+
+run: sync
+	DEBUG=$${DEBUG:-1} $(UV) run python manage.py migrate --noinput
+	DEBUG=$${DEBUG:-1} $(UV) run python manage.py runserver $(HOST):$(PORT)
+
+test: sync
+	SECRET_KEY=$${SECRET_KEY:-test-only-secret-key} \
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
+	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
+	$(UV) run pytest $(PYTEST_ARGS)
+
+lint: sync
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+
+format: sync
+	$(UV) run ruff check --fix .
+	$(UV) run ruff format .
+
+worker: sync
+	$(UV) run celery -A llmapi worker --loglevel INFO
+
+beat: sync
+	$(UV) run celery -A llmapi beat --loglevel INFO

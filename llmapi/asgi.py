@@ -1,0 +1,34 @@
+"""The one ASGI application: `/v1/*` goes to the gateway, everything else to Django.
+
+The gateway is a plain ASGI application beside Django (DESIGN.md, the hot-path rules): its
+requests never pass through Django's request handling or middleware.
+"""
+
+from __future__ import annotations
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "llmapi.settings")
+
+# Django must be set up before anything imports models, the gateway included.
+django_application = get_asgi_application()
+
+from gateway.app import application as gateway_application  # noqa: E402
+
+GATEWAY_PREFIX = "/v1"
+
+
+def is_gateway_path(path: str) -> bool:
+    return path == GATEWAY_PREFIX or path.startswith(GATEWAY_PREFIX + "/")
+
+
+async def application(scope, receive, send) -> None:
+    if scope["type"] == "lifespan":
+        # Only the gateway holds process-wide resources (its upstream connection pool).
+        await gateway_application(scope, receive, send)
+    elif scope["type"] == "http" and is_gateway_path(scope["path"]):
+        await gateway_application(scope, receive, send)
+    else:
+        await django_application(scope, receive, send)
