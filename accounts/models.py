@@ -48,6 +48,14 @@ class User(AbstractBaseUser, PermissionsMixin):
     )
     is_staff = models.BooleanField(default=False, help_text="Can log into the admin site.")
     date_joined = models.DateTimeField(default=timezone.now)
+    plan = models.ForeignKey(
+        "plans.Plan",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="users",
+        help_text="Empty means the default plan (Free).",
+    )
 
     objects: ClassVar[UserManager] = UserManager()
 

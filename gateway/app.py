@@ -1,38 +1,339 @@
 """The gateway's ASGI application, mounted on `/v1` by llmapi.asgi.
 
-Until the gateway issue fills it in, every path answers 404 in Anthropic's error shape.
+Each request: find the endpoint, read the body (bounded), authenticate, then run the endpoint
+while watching for the client to go away. Errors of our own become Anthropic-shaped responses
+here and nowhere else.
 """
 
 from __future__ import annotations
 
-from gateway.errors import error_body, new_request_id
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+import orjson
+from django.conf import settings
+
+from gateway import catalog
+from gateway.auth import authenticate
+from gateway.cache import invalidation_listener
+from gateway.errors import GatewayError, error_body, new_request_id, sse_error_event
+from gateway.http import (
+    ClientDisconnectedError,
+    Headers,
+    Receive,
+    Request,
+    Scope,
+    Send,
+    read_body,
+    request_from_scope,
+)
+from gateway.relay import RefusedAnswer, SseUsageReader, UpstreamAnswer, open_upstream, relayed_headers
+from gateway.routing import Candidate, route_table
+from gateway.tokens import estimate_input_tokens
+from gateway.upstream_client import close_client_session
+from gateway.usage import UsageRecord, emit
+from gateway.wire import JSON_CONTENT_TYPE, SSE_CONTENT_TYPE
+from keys.selectors import KeyPrincipal
+
+logger = logging.getLogger(__name__)
+
+JSON_HEADERS: Headers = [(b"content-type", JSON_CONTENT_TYPE)]
 
 
-async def lifespan(receive, send) -> None:
+class Responder:
+    """Sends the response, adding the headers every /v1 response carries."""
+
+    def __init__(self, send: Send, request_id: str) -> None:
+        self._send = send
+        self.request_id = request_id
+        self.started = False
+
+    async def start(self, status: int, headers: Headers) -> None:
+        self.started = True
+        await self._send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [*headers, (b"request-id", self.request_id.encode())],
+            }
+        )
+
+    async def body(self, chunk: bytes, *, more: bool = True) -> None:
+        await self._send({"type": "http.response.body", "body": chunk, "more_body": more})
+
+    async def whole(self, status: int, headers: Headers, body: bytes) -> None:
+        await self.start(status, [*headers, (b"content-length", str(len(body)).encode())])
+        await self.body(body, more=False)
+
+    async def json(self, status: int, payload: object) -> None:
+        await self.whole(status, JSON_HEADERS, orjson.dumps(payload))
+
+    async def error(self, error: GatewayError) -> None:
+        body = error_body(error.error_type, error.message, self.request_id)
+        await self.whole(error.status, [*JSON_HEADERS, *error.headers], body)
+
+
+Endpoint = Callable[[Request, KeyPrincipal, Responder], Awaitable[None]]
+
+
+def parse_body(body: bytes, required: dict[str, type]) -> dict[str, object]:
+    """The JSON object of a request, with the fields we rely on checked; the rest is the upstream's."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise GatewayError(400, "The request body is not valid JSON.") from None
+    if not isinstance(payload, dict):
+        raise GatewayError(400, "The request body must be a JSON object.")
+    for name, expected in required.items():
+        if name not in payload:
+            raise GatewayError(400, f"{name}: Field required")
+        value = payload[name]
+        if (
+            not isinstance(value, expected)
+            or isinstance(value, bool)
+            or (value in ("", []) and expected is str)
+        ):
+            raise GatewayError(400, f"{name}: Input should be a valid {TYPE_WORDS[expected]}")
+    return payload
+
+
+TYPE_WORDS = {str: "string", list: "list", int: "integer"}
+MESSAGE_FIELDS = {"model": str, "messages": list, "max_tokens": int}
+COUNT_FIELDS = {"model": str, "messages": list}
+
+
+async def candidates_for(model: str) -> list[Candidate]:
+    table = await route_table()
+    if not table.matching_routes(model):
+        raise GatewayError(404, f"model: {model}")
+    candidates = table.candidates(model)
+    if not candidates:
+        raise GatewayError(503, f"No backend is configured for model {model} yet. Please retry later.")
+    return candidates
+
+
+def body_maker(request: Request, payload: dict[str, object], model: str) -> Callable[[Candidate], bytes]:
+    """The body for each backend: byte for byte when it gets the requested name, else re-encoded."""
+
+    def body_for(candidate: Candidate) -> bytes:
+        if candidate.upstream_model == model:
+            return request.body
+        return orjson.dumps({**payload, "model": candidate.upstream_model})
+
+    return body_for
+
+
+async def messages(request: Request, principal: KeyPrincipal, responder: Responder) -> None:
+    payload = parse_body(request.body, MESSAGE_FIELDS)
+    model = str(payload["model"])
+    started = time.perf_counter()
+    record = UsageRecord(
+        request_id=request.request_id,
+        key_id=principal.key_id,
+        user_id=principal.user_id,
+        requested_model=model,
+        stream=payload.get("stream") is True,
+    )
+    try:
+        candidates = await candidates_for(model)
+        answer = await open_upstream(
+            request=request, candidates=candidates, body_for=body_maker(request, payload, model)
+        )
+        if isinstance(answer, RefusedAnswer):
+            record.status = answer.status
+            await responder.whole(answer.status, answer.headers, answer.body)
+            return
+        record.upstream = answer.candidate.upstream.name
+        record.upstream_model = answer.candidate.upstream_model
+        await relay_answer(answer, responder, record, requested_model=model, started=started)
+    except GatewayError as error:
+        record.status, record.error_type = error.status, error.error_type
+        raise
+    except asyncio.CancelledError:
+        record.client_disconnected = True
+        raise
+    finally:
+        record.duration_ms = (time.perf_counter() - started) * 1000
+        emit(record)
+
+
+async def relay_answer(
+    answer: UpstreamAnswer, responder: Responder, record: UsageRecord, *, requested_model: str, started: float
+) -> None:
+    response = answer.response
+    record.status = response.status
+    shown_model = None if answer.candidate.upstream_model == requested_model else requested_model
+    try:
+        if response.headers.get("content-type", "").startswith(SSE_CONTENT_TYPE.decode()):
+            await relay_stream(
+                response, responder, SseUsageReader(record, shown_model=shown_model, started=started)
+            )
+        else:
+            body = await read_upstream_body(response)
+            if response.status == 200:
+                body = read_message_usage(body, record, shown_model)
+            await responder.whole(response.status, relayed_headers(response), body)
+    finally:
+        # An answer cut short (client gone, failure) must not return its connection to the pool.
+        if response.content.at_eof():
+            response.release()
+        else:
+            response.close()
+
+
+async def read_upstream_body(response: aiohttp.ClientResponse) -> bytes:
+    try:
+        return await response.read()
+    except (aiohttp.ClientError, TimeoutError):
+        raise GatewayError(503, "The backend connection failed before the answer was complete.") from None
+
+
+def read_message_usage(body: bytes, record: UsageRecord, shown_model: str | None) -> bytes:
+    """Usage from a whole message; its model renamed to the requested name if need be."""
+    try:
+        message = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body
+    if not isinstance(message, dict):
+        return body
+    record.take_usage(message.get("usage"))
+    if shown_model is None:
+        return body
+    message["model"] = shown_model
+    return orjson.dumps(message)
+
+
+async def relay_stream(
+    response: aiohttp.ClientResponse, responder: Responder, reader: SseUsageReader
+) -> None:
+    await responder.start(response.status, relayed_headers(response))
+    failure = "The backend stream ended before message_stop."
+    try:
+        async for chunk in response.content.iter_any():
+            if out := reader.feed(chunk):
+                await responder.body(out)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        failure = f"The backend connection failed mid-stream ({type(exc).__name__})."
+    if not reader.finished:
+        reader.record.error_type = reader.record.error_type or "api_error"
+        event = sse_error_event("api_error", failure, responder.request_id)
+        await responder.body(reader.unsent() + event)
+    await responder.body(b"", more=False)
+
+
+async def count_tokens(request: Request, principal: KeyPrincipal, responder: Responder) -> None:
+    payload = parse_body(request.body, COUNT_FIELDS)
+    model = str(payload["model"])
+    candidates = await candidates_for(model)
+    try:
+        answer = await open_upstream(
+            request=request, candidates=candidates, body_for=body_maker(request, payload, model)
+        )
+    except GatewayError:
+        answer = None  # no backend answered: an estimate serves the client better than an error
+    if isinstance(answer, UpstreamAnswer):
+        response = answer.response
+        body = await read_upstream_body(response)
+        if not (response.status == 404 and b"model" not in body):  # a 404 without "model": no counter
+            await responder.whole(response.status, relayed_headers(response), body)
+            return
+    await responder.json(200, {"input_tokens": estimate_input_tokens(payload)})
+
+
+async def list_models(request: Request, principal: KeyPrincipal, responder: Responder) -> None:
+    await responder.json(200, catalog.model_page(await route_table(), request.query_string))
+
+
+async def get_model(request: Request, principal: KeyPrincipal, responder: Responder) -> None:
+    model_id = request.path.removeprefix("/v1/models/")
+    await responder.json(200, catalog.model_lookup(await route_table(), model_id))
+
+
+MODEL_PATH = re.compile(r"^/v1/models/[^/]+$")
+ENDPOINTS: dict[str, tuple[str, Endpoint]] = {
+    "/v1/messages": ("POST", messages),
+    "/v1/messages/count_tokens": ("POST", count_tokens),
+    "/v1/models": ("GET", list_models),
+}
+
+
+def find_endpoint(request: Request) -> Endpoint:
+    path = request.path.rstrip("/") or "/"
+    method, endpoint = ENDPOINTS.get(path) or (("GET", get_model) if MODEL_PATH.match(path) else (None, None))
+    if endpoint is None:
+        raise GatewayError(404, f"Not found: {request.method} {request.path}")
+    if request.method != method:
+        raise GatewayError(
+            405, f"Method {request.method} is not allowed here; use {method}.", [(b"allow", method.encode())]
+        )
+    return endpoint
+
+
+async def serve(request: Request, receive: Receive, responder: Responder) -> None:
+    endpoint = find_endpoint(request)
+    request.body = await read_body(request, receive, settings.GATEWAY_MAX_BODY_BYTES)
+    principal = await authenticate(request.headers)
+    await run_until_disconnect(endpoint(request, principal, responder), receive)
+
+
+async def run_until_disconnect(work: Awaitable[None], receive: Receive) -> None:
+    """Run `work`, cancelling it (and so the upstream request) if the client goes away."""
+    work_task = asyncio.ensure_future(work)
+    disconnect_task = asyncio.ensure_future(wait_for_disconnect(receive))
+    try:
+        await asyncio.wait({work_task, disconnect_task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (work_task, disconnect_task):
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(disconnect_task, return_exceptions=True)
+    with contextlib.suppress(asyncio.CancelledError):
+        await work_task
+
+
+async def wait_for_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def lifespan(receive: Receive, send: Send) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            await invalidation_listener.start()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            await invalidation_listener.stop()
+            await close_client_session()
             await send({"type": "lifespan.shutdown.complete"})
             return
 
 
-async def application(scope, receive, send) -> None:
+async def application(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
         await lifespan(receive, send)
         return
-    request_id = new_request_id()
-    body = error_body("not_found_error", f"Not found: {scope['method']} {scope['path']}", request_id)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 404,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"request-id", request_id.encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    if scope["type"] != "http":
+        return
+    await invalidation_listener.start()  # no-op once started; servers without lifespan start it here
+    request = request_from_scope(scope, new_request_id())
+    responder = Responder(send, request.request_id)
+    try:
+        await serve(request, receive, responder)
+    except GatewayError as error:
+        if not responder.started:
+            await responder.error(error)
+    except ClientDisconnectedError:
+        pass  # the client left while sending its request; nobody to answer
+    except Exception as exc:
+        if isinstance(exc, OSError) and responder.started:
+            return  # the client left mid-response (the server's send raised)
+        logger.exception("unexpected error in request %s", request.request_id)
+        if not responder.started:
+            with contextlib.suppress(OSError):
+                await responder.error(GatewayError(500, "Internal server error."))

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from llmapi.env import email_settings, env_bool, env_int, env_list, env_str
+from llmapi.env import email_settings, env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -118,6 +118,18 @@ STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 globals().update(email_settings(env_str("EMAIL_URL", "console://")))
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", f"LLM API <noreply@{_public.hostname}>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# API keys are stored as HMAC-SHA256 with this secret; set it apart from SECRET_KEY so that
+# rotating SECRET_KEY does not invalidate every key.
+API_KEY_HASH_SECRET = env_str("API_KEY_HASH_SECRET") or SECRET_KEY
+
+# The gateway (/v1).
+GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 32 * 1024 * 1024)
+GATEWAY_CACHE_TTL_SECONDS = env_float("GATEWAY_CACHE_TTL_SECONDS", 60.0)
+GATEWAY_FAILOVER_DEADLINE_SECONDS = env_float("GATEWAY_FAILOVER_DEADLINE_SECONDS", 120.0)
+GATEWAY_CIRCUIT_FAILURES = env_int("GATEWAY_CIRCUIT_FAILURES", 5)
+GATEWAY_CIRCUIT_OPEN_SECONDS = env_float("GATEWAY_CIRCUIT_OPEN_SECONDS", 30.0)
+GATEWAY_DEFAULT_COOLDOWN_SECONDS = env_float("GATEWAY_DEFAULT_COOLDOWN_SECONDS", 30.0)
 
 # Stripe: billing is off until both are set.
 STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY")

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterator
+
 import pytest
+from django.apps import apps as django_apps
 
 from accounts.models import User
+from tests.servers import UvicornThread
 
 
 @pytest.fixture
@@ -15,3 +20,66 @@ def alice(db) -> User:
 @pytest.fixture
 def bob(db) -> User:
     return User.objects.create_user("bob@example.com", "correct horse battery")
+
+
+def reseed() -> None:
+    """Put back the rows data migrations create: a transactional test empties every table."""
+    for module, function in (
+        ("plans.migrations.0002_seed_plans", "seed_plans"),
+        ("gateway.migrations.0002_seed_routes", "seed_routes"),
+    ):
+        getattr(importlib.import_module(module), function)(django_apps, None)
+
+
+@pytest.fixture(scope="session")
+def asgi_server() -> Iterator[UvicornThread]:
+    """The whole application (gateway and Django) served over real HTTP for the session."""
+    from llmapi.asgi import application
+
+    server = UvicornThread(application).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def live_server_db(transactional_db) -> None:
+    """Committed data (so the server thread sees it), with the seeded plans and routes."""
+    reseed()
+
+
+class Gateway:
+    """A live gateway routed to the simulator, with a key of Alice's to call it."""
+
+    def __init__(self, server: UvicornThread, simulator: object, user: User, key: str) -> None:
+        self.base_url = server.base_url
+        self.simulator = simulator
+        self.user = user
+        self.key = key
+
+    def client(self, **options: object):
+        import anthropic
+
+        options.setdefault("max_retries", 0)
+        return anthropic.Anthropic(base_url=self.base_url, api_key=self.key, **options)
+
+
+@pytest.fixture
+def gateway(asgi_server, simulator, live_server_db) -> Gateway:
+    from gateway.routing import health
+    from gateway.services import upstream_add
+    from gateway.usage import usage_sink
+    from keys.services import api_key_create
+
+    health.reset()
+    usage_sink.records.clear()
+    upstream_add(name="sim", base_url=simulator.base_url, credentials=["sk-ant-sim-primary"])
+    user = User.objects.create_user("alice@example.com", "correct horse battery")
+    key = api_key_create(user=user, name="laptop").secret
+    return Gateway(asgi_server, simulator, user, key)
+
+
+@pytest.fixture
+def anthropic_errors():
+    import anthropic
+
+    return anthropic

@@ -43,5 +43,5 @@ def test_home_page_admin_and_gateway_over_http(embedded_server):
     assert httpx.get(embedded_server + "/static/css/site.css").status_code == 200
 
     gateway = httpx.post(embedded_server + "/v1/messages", json={})
-    assert gateway.status_code == 404
-    assert gateway.json()["type"] == "error"
+    assert gateway.status_code == 401
+    assert gateway.json()["error"]["type"] == "authentication_error"

@@ -1,0 +1,113 @@
+"""Backends (upstreams with their credentials) and the routes from model names to them."""
+
+from __future__ import annotations
+
+import fnmatch
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+
+class UpstreamKind(models.TextChoices):
+    ANTHROPIC = "anthropic", "Anthropic Messages API"
+
+
+# Backends of one family can verify each other's thinking-block signatures.
+FAMILY_OF_KIND = {UpstreamKind.ANTHROPIC: "anthropic"}
+
+
+class Upstream(models.Model):
+    name = models.SlugField(unique=True)
+    kind = models.CharField(max_length=20, choices=UpstreamKind.choices, default=UpstreamKind.ANTHROPIC)
+    base_url = models.URLField(help_text="e.g. https://api.anthropic.com (no /v1).")
+    extra_headers = models.JSONField(default=dict, blank=True, help_text="Headers added to every request.")
+    connect_timeout = models.FloatField(default=10.0, help_text="Seconds to open a connection.")
+    read_timeout = models.FloatField(
+        default=600.0, help_text="Seconds of silence before giving up on a read."
+    )
+    enabled = models.BooleanField(default=True)
+    priority = models.PositiveSmallIntegerField(default=100, help_text="Lower is tried first.")
+    weight = models.PositiveSmallIntegerField(default=1, help_text="Share of traffic among equal priorities.")
+
+    class Meta:
+        ordering = ("priority", "name")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if not isinstance(self.extra_headers, dict) or not all(
+            isinstance(name, str) and isinstance(value, str) for name, value in self.extra_headers.items()
+        ):
+            raise ValidationError({"extra_headers": "Give an object of header names to string values."})
+
+    @property
+    def family(self) -> str:
+        return FAMILY_OF_KIND[self.kind]
+
+
+class UpstreamCredential(models.Model):
+    upstream = models.ForeignKey(Upstream, on_delete=models.CASCADE, related_name="credentials")
+    label = models.CharField(max_length=100, blank=True)
+    secret = models.CharField(max_length=500)
+    enabled = models.BooleanField(default=True)
+    disabled_reason = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("upstream", "id")
+
+    def __str__(self) -> str:
+        return f"{self.upstream.name}: {self.label or self.masked}"
+
+    @property
+    def masked(self) -> str:
+        return f"…{self.secret[-4:]}" if len(self.secret) > 12 else "…"
+
+
+class ModelRoute(models.Model):
+    pattern = models.CharField(
+        max_length=200, unique=True, help_text="An exact model name, or a glob such as claude-sonnet-4-*."
+    )
+    display_name = models.CharField(max_length=200, blank=True)
+    listed = models.BooleanField(default=False, help_text="Shown by GET /v1/models (exact names only).")
+    released_at = models.DateTimeField(null=True, blank=True, help_text="created_at in /v1/models.")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("pattern",)
+
+    def __str__(self) -> str:
+        return self.pattern
+
+    @property
+    def is_glob(self) -> bool:
+        return any(char in self.pattern for char in "*?[")
+
+    def clean(self) -> None:
+        if self.listed and self.is_glob:
+            raise ValidationError({"listed": "Only an exact model name can be listed."})
+
+    def matches(self, model: str) -> bool:
+        return fnmatch.fnmatchcase(model, self.pattern) if self.is_glob else model == self.pattern
+
+
+class RouteTarget(models.Model):
+    route = models.ForeignKey(ModelRoute, on_delete=models.CASCADE, related_name="targets")
+    upstream = models.ForeignKey(Upstream, on_delete=models.CASCADE, related_name="targets")
+    upstream_model = models.CharField(
+        max_length=200, blank=True, help_text="The model name the upstream gets; empty means the same."
+    )
+    position = models.PositiveSmallIntegerField(default=0, help_text="Lower is tried first.")
+
+    class Meta:
+        ordering = ("route", "position", "id")
+        constraints = (
+            models.UniqueConstraint(
+                fields=("route", "upstream", "upstream_model"), name="gateway_target_unique"
+            ),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.route.pattern} -> {self.upstream.name}:{self.upstream_model or '(same)'}"

@@ -1,0 +1,1 @@
+"""Adapters: how a request is put to each kind of backend."""

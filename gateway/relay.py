@@ -1,0 +1,290 @@
+"""Putting a request to the backends: failover before the first byte, then relaying the answer.
+
+Retries happen only before anything reaches the client (DESIGN.md rule 5). After that, bytes
+go out as they arrive; the SSE events are read on the side only to pick up usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+from django.conf import settings
+
+from gateway.errors import GatewayError
+from gateway.http import Request
+from gateway.providers import anthropic
+from gateway.routing import Candidate, Credential, health
+from gateway.services import upstream_credential_disable
+from gateway.upstream_client import client_session
+from gateway.usage import UsageRecord
+from gateway.wire import (
+    COOLDOWN_STATUSES,
+    CREDENTIAL_REJECTED_STATUSES,
+    RESPONSE_HEADER_PREFIXES_NOT_FORWARDED,
+    RESPONSE_HEADERS_NOT_FORWARDED,
+    RETRYABLE_STATUSES,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    candidate: Candidate
+    credential: Credential
+
+
+@dataclass(slots=True)
+class UpstreamAnswer:
+    """The upstream response that will be relayed, and who gave it."""
+
+    response: aiohttp.ClientResponse
+    candidate: Candidate
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedAnswer:
+    """A 429/529 that ended the failover: relayed as it was when nobody else could answer."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+def plan_attempts(candidates: list[Candidate], *, same_family_only: bool) -> list[Attempt]:
+    """Every (backend, credential) pair that may be tried now, in order.
+
+    When all are resting (cooling down or circuit open), the one that rests the shortest is
+    tried anyway: demotion must never turn into an outage of our own making.
+    """
+    now = time.monotonic()
+    ready: list[Attempt] = []
+    resting: list[tuple[float, Attempt]] = []
+    family = candidates[0].upstream.family if candidates else ""
+    for candidate in candidates:
+        if same_family_only and candidate.upstream.family != family:
+            continue  # thinking signatures only verify within one family
+        for credential in health.credentials_in_turn(candidate.upstream):
+            available_at = health.available_at(candidate.upstream, credential)
+            attempt = Attempt(candidate, credential)
+            if available_at <= now:
+                ready.append(attempt)
+            else:
+                resting.append((available_at, attempt))
+    if ready or not resting:
+        return ready
+    return [min(resting, key=lambda pair: pair[0])[1]]
+
+
+def carries_thinking_blocks(body: bytes) -> bool:
+    # A cheap look at the raw bytes; a false positive only narrows failover to one family.
+    return b'"signature"' in body or b'"redacted_thinking"' in body
+
+
+def retry_after_seconds(headers: aiohttp.typedefs.LooseHeaders) -> float | None:
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value:
+            try:
+                return max(float(value) * scale, 0.0)
+            except ValueError:
+                continue
+    return None
+
+
+async def open_upstream(
+    *,
+    request: Request,
+    candidates: list[Candidate],
+    body_for: Callable[[Candidate], bytes],
+) -> UpstreamAnswer | RefusedAnswer:
+    """Try the backends in order until one gives an answer worth relaying."""
+    deadline = time.monotonic() + settings.GATEWAY_FAILOVER_DEADLINE_SECONDS
+    attempts = plan_attempts(candidates, same_family_only=carries_thinking_blocks(request.body))
+    last_refusal: RefusedAnswer | None = None
+    failures: list[str] = []
+    for attempt in attempts:
+        if time.monotonic() >= deadline:
+            failures.append("deadline reached")
+            break
+        upstream = attempt.candidate.upstream
+        try:
+            response = await _send(request, attempt, body_for(attempt.candidate))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            health.record_failure(upstream)
+            failures.append(f"{upstream.name}: {type(exc).__name__}")
+            logger.warning("upstream %s unreachable for %s: %r", upstream.name, request.request_id, exc)
+            continue
+        status = response.status
+        if status in CREDENTIAL_REJECTED_STATUSES:
+            await _refused_credential(attempt, response)
+            failures.append(f"{upstream.name}: credential refused")
+            continue
+        if status in RETRYABLE_STATUSES:
+            body = await _read_and_release(response)
+            wait = retry_after_seconds(response.headers)
+            if status in COOLDOWN_STATUSES:
+                health.cool_down(attempt.credential, wait or settings.GATEWAY_DEFAULT_COOLDOWN_SECONDS)
+                last_refusal = RefusedAnswer(status, _refusal_headers(response, wait), body)
+            else:
+                health.record_failure(upstream)
+            failures.append(f"{upstream.name}: {status}")
+            logger.info("upstream %s answered %s for %s", upstream.name, status, request.request_id)
+            continue
+        health.record_success(upstream)
+        return UpstreamAnswer(response, attempt.candidate)
+    if last_refusal is not None:
+        return last_refusal
+    logger.warning("no backend answered %s: %s", request.request_id, "; ".join(failures) or "none usable")
+    raise GatewayError(503, "No backend is available to serve this request right now. Please retry shortly.")
+
+
+async def _send(request: Request, attempt: Attempt, body: bytes) -> aiohttp.ClientResponse:
+    upstream = attempt.candidate.upstream
+    timeout = aiohttp.ClientTimeout(
+        total=None, sock_connect=upstream.connect_timeout, sock_read=upstream.read_timeout
+    )
+    return await client_session().request(
+        request.method,
+        anthropic.upstream_url(upstream, request),
+        data=body,
+        headers=anthropic.upstream_headers(upstream, attempt.credential, request),
+        timeout=timeout,
+        allow_redirects=False,
+    )
+
+
+async def _read_and_release(response: aiohttp.ClientResponse) -> bytes:
+    try:
+        return await response.read()
+    except (aiohttp.ClientError, TimeoutError):
+        return b""
+    finally:
+        response.release()
+
+
+def _refusal_headers(response: aiohttp.ClientResponse, wait: float | None) -> list[tuple[bytes, bytes]]:
+    headers = [(b"content-type", response.headers.get("content-type", "application/json").encode())]
+    if wait is not None:
+        headers.append((b"retry-after", str(max(1, round(wait))).encode()))
+    return headers
+
+
+async def _refused_credential(attempt: Attempt, response: aiohttp.ClientResponse) -> None:
+    """Our credential was refused: take it out of service, never show this to the client."""
+    body = await _read_and_release(response)
+    upstream = attempt.candidate.upstream
+    logger.error(
+        "upstream %s refused credential #%s with %s: %s; disabling it",
+        upstream.name,
+        attempt.credential.id,
+        response.status,
+        body[:200].decode("utf-8", "replace"),
+    )
+    health.cool_down(attempt.credential, float("inf"))
+
+    await asyncio.shield(
+        upstream_credential_disable(
+            credential_id=attempt.credential.id, reason=f"refused with {response.status}"
+        )
+    )
+
+
+def relayed_headers(response: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
+    """The upstream's response headers that the client may see."""
+    headers = []
+    for name, value in response.raw_headers:
+        lower = name.lower()
+        if lower in RESPONSE_HEADERS_NOT_FORWARDED or lower.startswith(
+            RESPONSE_HEADER_PREFIXES_NOT_FORWARDED
+        ):
+            continue
+        headers.append((lower, value))
+    return headers
+
+
+class SseUsageReader:
+    """Reads a relayed SSE stream on the side: usage, completion, and the model name to show.
+
+    `feed` returns the bytes to send on, which are the bytes it got, except that the first event
+    (`message_start`) is held until complete when its model name must be rewritten.
+    """
+
+    WATCHED = (b"event: message_start", b"event: message_delta", b"event: message_stop", b"event: error")
+
+    def __init__(self, record: UsageRecord, *, shown_model: str | None, started: float) -> None:
+        self.record = record
+        self.shown_model = shown_model  # None: the upstream already uses the requested name
+        self.started = started
+        self.finished = False  # message_stop or an error event went by
+        self._tail = b""
+        self._held = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        events = (self._tail + chunk).split(b"\n\n")
+        self._tail = events.pop()
+        for event in events:
+            self._read_event(event)
+        if self.shown_model is None:
+            return chunk
+        return self._rewrite_first_event(chunk)
+
+    def _read_event(self, event: bytes) -> None:
+        if self.record.time_to_first_token_ms is None and event.startswith(b"event: content_block_delta"):
+            self.record.time_to_first_token_ms = (time.perf_counter() - self.started) * 1000
+            return
+        if not event.startswith(self.WATCHED):
+            return
+        data = _event_data(event)
+        kind = data.get("type") if isinstance(data, dict) else None
+        if kind == "message_start":
+            message = data.get("message")
+            if isinstance(message, dict):
+                self.record.take_usage(message.get("usage"))
+        elif kind == "message_delta":
+            self.record.take_usage(data.get("usage"))
+        elif kind == "message_stop":
+            self.finished = True
+        elif kind == "error":
+            self.finished = True
+            error = data.get("error")
+            self.record.error_type = error.get("type", "error") if isinstance(error, dict) else "error"
+
+    def _rewrite_first_event(self, chunk: bytes) -> bytes:
+        self._held += chunk
+        end = self._held.find(b"\n\n")
+        if end < 0:
+            return b""
+        first, rest = self._held[: end + 2], self._held[end + 2 :]
+        self._held = b""
+        shown_model, self.shown_model = self.shown_model, None
+        return _with_model(first, shown_model) + rest
+
+    def unsent(self) -> bytes:
+        """Bytes still held back when the stream ends early."""
+        held, self._held = self._held, b""
+        return held
+
+
+def _event_data(event: bytes) -> object:
+    start = event.find(b"data: ")
+    if start < 0:
+        return None
+    try:
+        return orjson.loads(event[start + 6 :])
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _with_model(event: bytes, model: str) -> bytes:
+    data = _event_data(event)
+    if not isinstance(data, dict) or not isinstance(data.get("message"), dict):
+        return event
+    data["message"]["model"] = model
+    return b"event: message_start\ndata: " + orjson.dumps(data) + b"\n\n"

@@ -1,0 +1,244 @@
+"""From a model name to the ordered backends that may serve it, and each backend's health.
+
+The whole route table is small, so each process loads it at once and keeps it (with a TTL and
+invalidation on change). A model name goes through every route it matches, most specific first
+(an exact name, then globs by the length of their literal part); their targets are concatenated,
+so an exact route without targets of its own falls through to its family glob.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from fnmatch import fnmatchcase
+
+from django.conf import settings
+
+from gateway.cache import TtlCache, database_read, on_invalidation
+from gateway.models import ModelRoute, Upstream
+
+GLOB_CHARACTERS = "*?["
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    id: int
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamInfo:
+    id: int
+    name: str
+    kind: str
+    family: str
+    base_url: str
+    extra_headers: tuple[tuple[str, str], ...]
+    connect_timeout: float
+    read_timeout: float
+    priority: int
+    weight: int
+    credentials: tuple[Credential, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    upstream: UpstreamInfo
+    upstream_model: str  # empty: the requested name
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    pattern: str
+    display_name: str
+    listed: bool
+    created_at: datetime
+    targets: tuple[Target, ...]
+
+    @property
+    def is_glob(self) -> bool:
+        return any(char in self.pattern for char in GLOB_CHARACTERS)
+
+    @property
+    def specificity(self) -> tuple[int, int]:
+        literal = sum(char not in GLOB_CHARACTERS for char in self.pattern)
+        return (0 if self.is_glob else 1, literal)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One way to serve a request: a backend and the model name it gets."""
+
+    upstream: UpstreamInfo
+    upstream_model: str
+
+
+@dataclass
+class RouteTable:
+    routes: list[Route]  # most specific first
+    _resolved: dict[str, tuple[Route, ...]] = field(default_factory=dict)
+
+    def matching_routes(self, model: str) -> tuple[Route, ...]:
+        routes = self._resolved.get(model)
+        if routes is None:
+            routes = tuple(route for route in self.routes if _matches(route, model))
+            if len(self._resolved) < 10_000:  # bounded: model names come from clients
+                self._resolved[model] = routes
+        return routes
+
+    def candidates(self, model: str) -> list[Candidate]:
+        """Backends for `model` in the order to try them; equal ones shuffled by weight."""
+        seen: set[tuple[int, str]] = set()
+        ordered: list[Candidate] = []
+        for route in self.matching_routes(model):
+            for group in _groups_of_equal_preference(route.targets):
+                for target in _shuffled_by_weight(group):
+                    upstream_model = target.upstream_model or model
+                    if (target.upstream.id, upstream_model) not in seen:
+                        seen.add((target.upstream.id, upstream_model))
+                        ordered.append(Candidate(target.upstream, upstream_model))
+        return ordered
+
+    def listed_routes(self) -> list[Route]:
+        return [route for route in self.routes if route.listed and self.candidates(route.pattern)]
+
+
+def _matches(route: Route, model: str) -> bool:
+    return fnmatchcase(model, route.pattern) if route.is_glob else model == route.pattern
+
+
+def _preference(target: Target) -> tuple[int, int]:
+    return (target.position, target.upstream.priority)
+
+
+def _groups_of_equal_preference(targets: tuple[Target, ...]) -> list[list[Target]]:
+    """Targets by (position in the route, upstream priority), lowest first."""
+    ordered = sorted(targets, key=_preference)
+    return [list(group) for _, group in itertools.groupby(ordered, key=_preference)]
+
+
+def _shuffled_by_weight(targets: list[Target]) -> list[Target]:
+    if len(targets) < 2:
+        return targets
+    # Weighted order without replacement: a larger weight comes first more often.
+    keyed = [(random.random() ** (1.0 / max(target.upstream.weight, 1)), target) for target in targets]  # noqa: S311
+    return [target for _, target in sorted(keyed, key=lambda pair: pair[0], reverse=True)]
+
+
+def _upstream_info(upstream: Upstream) -> UpstreamInfo:
+    return UpstreamInfo(
+        id=upstream.pk,
+        name=upstream.name,
+        kind=upstream.kind,
+        family=upstream.family,
+        base_url=upstream.base_url.rstrip("/"),
+        extra_headers=tuple((str(name), str(value)) for name, value in upstream.extra_headers.items()),
+        connect_timeout=upstream.connect_timeout,
+        read_timeout=upstream.read_timeout,
+        priority=upstream.priority,
+        weight=upstream.weight,
+        credentials=tuple(
+            Credential(id=credential.pk, secret=credential.secret)
+            for credential in upstream.credentials.all()
+            if credential.enabled
+        ),
+    )
+
+
+def load_route_table() -> RouteTable:
+    upstreams = {
+        upstream.pk: _upstream_info(upstream)
+        for upstream in Upstream.objects.filter(enabled=True).prefetch_related("credentials")
+    }
+    routes = []
+    for route in ModelRoute.objects.filter(enabled=True).prefetch_related("targets"):
+        targets = tuple(
+            Target(upstreams[target.upstream_id], target.upstream_model, target.position)
+            for target in route.targets.all()
+            if target.upstream_id in upstreams and upstreams[target.upstream_id].credentials
+        )
+        routes.append(
+            Route(
+                pattern=route.pattern,
+                display_name=route.display_name or route.pattern,
+                listed=route.listed and not route.is_glob,
+                created_at=route.released_at or route.created_at,
+                targets=targets,
+            )
+        )
+    routes.sort(key=lambda route: route.specificity, reverse=True)
+    return RouteTable(routes)
+
+
+_tables: TtlCache[str, RouteTable] = TtlCache(settings.GATEWAY_CACHE_TTL_SECONDS)
+_load_route_table = database_read(load_route_table)
+
+
+async def route_table() -> RouteTable:
+    return await _tables.get_or_load("routes", _load_route_table)
+
+
+def _invalidate(topic: str) -> None:
+    if topic in {"routes", "*"}:
+        _tables.clear()
+
+
+on_invalidation(_invalidate)
+
+
+class HealthBoard:
+    """What this process has learnt about its backends: cooling credentials, open circuits.
+
+    A credential that got 429/529 rests for its retry-after. A backend that fails
+    GATEWAY_CIRCUIT_FAILURES times in a row is taken out for GATEWAY_CIRCUIT_OPEN_SECONDS; after
+    that, the next request probes it, and one success closes the circuit.
+    """
+
+    def __init__(self) -> None:
+        self._credential_rest_until: dict[int, float] = {}
+        self._consecutive_failures: dict[int, int] = {}
+        self._circuit_open_until: dict[int, float] = {}
+        self._turns: dict[int, int] = {}
+
+    def credentials_in_turn(self, upstream: UpstreamInfo) -> tuple[Credential, ...]:
+        """The upstream's credentials, starting one further each call, to spread the load."""
+        credentials = upstream.credentials
+        if len(credentials) < 2:
+            return credentials
+        turn = self._turns.get(upstream.id, 0)
+        self._turns[upstream.id] = turn + 1
+        start = turn % len(credentials)
+        return credentials[start:] + credentials[:start]
+
+    def available_at(self, upstream: UpstreamInfo, credential: Credential) -> float:
+        """The monotonic time from which this pair may be tried; in the past when it may now."""
+        return max(
+            self._credential_rest_until.get(credential.id, 0.0),
+            self._circuit_open_until.get(upstream.id, 0.0),
+        )
+
+    def cool_down(self, credential: Credential, seconds: float) -> None:
+        self._credential_rest_until[credential.id] = time.monotonic() + seconds
+
+    def record_failure(self, upstream: UpstreamInfo) -> None:
+        failures = self._consecutive_failures.get(upstream.id, 0) + 1
+        self._consecutive_failures[upstream.id] = failures
+        if failures >= settings.GATEWAY_CIRCUIT_FAILURES:
+            self._circuit_open_until[upstream.id] = time.monotonic() + settings.GATEWAY_CIRCUIT_OPEN_SECONDS
+
+    def record_success(self, upstream: UpstreamInfo) -> None:
+        if self._consecutive_failures.pop(upstream.id, None):
+            self._circuit_open_until.pop(upstream.id, None)
+
+    def reset(self) -> None:
+        self._turns.clear()
+        self._credential_rest_until.clear()
+        self._consecutive_failures.clear()
+        self._circuit_open_until.clear()
+
+
+health = HealthBoard()

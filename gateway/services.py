@@ -1,0 +1,54 @@
+"""Changes to backends and routes, shared by the admin, the operator commands and the gateway."""
+
+from __future__ import annotations
+
+from asgiref.sync import sync_to_async
+from django.db import transaction
+from django.db.models import Max
+
+from gateway.models import ModelRoute, RouteTarget, Upstream, UpstreamCredential, UpstreamKind
+from llmapi.invalidation import publish
+
+EVERY_CLAUDE_MODEL = "claude-*"
+
+
+@transaction.atomic
+def upstream_add(
+    *,
+    name: str,
+    kind: str = UpstreamKind.ANTHROPIC,
+    base_url: str,
+    credentials: list[str],
+    model_globs: list[str] | None = None,
+) -> Upstream:
+    """Create or update an upstream, add its credentials, and route the given models to it.
+
+    Each model glob gets a route if it has none; the upstream becomes that route's last target,
+    so a second upstream added for the same models is its fallback.
+    """
+    upstream, _ = Upstream.objects.update_or_create(
+        name=name, defaults={"kind": kind, "base_url": base_url.rstrip("/"), "enabled": True}
+    )
+    known = set(upstream.credentials.values_list("secret", flat=True))
+    for secret in credentials:
+        if secret not in known:
+            UpstreamCredential.objects.create(upstream=upstream, secret=secret)
+    for glob in model_globs or [EVERY_CLAUDE_MODEL]:
+        route, _ = ModelRoute.objects.get_or_create(pattern=glob)
+        if not route.targets.filter(upstream=upstream, upstream_model="").exists():
+            last = route.targets.aggregate(last=Max("position"))["last"]
+            RouteTarget.objects.create(
+                route=route, upstream=upstream, position=0 if last is None else last + 1
+            )
+    publish("routes")
+    return upstream
+
+
+def _credential_disable(credential_id: int, reason: str) -> None:
+    UpstreamCredential.objects.filter(pk=credential_id).update(enabled=False, disabled_reason=reason[:200])
+    publish("routes")
+
+
+async def upstream_credential_disable(*, credential_id: int, reason: str) -> None:
+    """Take a credential the upstream refused out of service, in every process."""
+    await sync_to_async(_credential_disable, thread_sensitive=True)(credential_id, reason)

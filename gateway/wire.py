@@ -1,0 +1,85 @@
+"""The wire contract's constants (../shared/anthropic-wire.md), in one place."""
+
+from __future__ import annotations
+
+DEFAULT_ANTHROPIC_VERSION = b"2023-06-01"
+
+# Request headers that never reach an upstream: the client's credentials (replaced by ours),
+# what the HTTP layer recomputes, hop-by-hop headers, cookies, and the encoding we choose.
+REQUEST_HEADERS_NOT_FORWARDED = frozenset(
+    {
+        b"x-api-key",
+        b"authorization",
+        b"host",
+        b"content-length",
+        b"connection",
+        b"keep-alive",
+        b"transfer-encoding",
+        b"te",
+        b"trailer",
+        b"upgrade",
+        b"proxy-authorization",
+        b"proxy-authenticate",
+        b"proxy-connection",
+        b"cookie",
+        b"accept-encoding",
+        b"expect",
+    }
+)
+
+# Response headers of an upstream that never reach the client: hop-by-hop and what the server
+# recomputes, the upstream's own ids and cookies, and its rate-limit and organisation headers,
+# which describe our account with the provider, not the client's.
+RESPONSE_HEADERS_NOT_FORWARDED = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"transfer-encoding",
+        b"te",
+        b"trailer",
+        b"upgrade",
+        b"proxy-authenticate",
+        b"content-length",
+        b"content-encoding",
+        b"date",
+        b"server",
+        b"set-cookie",
+        b"request-id",
+        b"x-request-id",
+        b"anthropic-organization-id",
+        b"via",
+        b"cf-ray",
+        b"cf-cache-status",
+        b"x-envoy-upstream-service-time",
+        b"x-should-retry",
+        b"retry-after",
+        b"retry-after-ms",
+    }
+)
+RESPONSE_HEADER_PREFIXES_NOT_FORWARDED = (b"anthropic-ratelimit-", b"x-ratelimit-")
+
+# Upstream answers after which the next credential or backend is tried (before the first byte).
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504, 529})
+# Upstream answers that say our credential is bad, not the client's: never shown as theirs.
+CREDENTIAL_REJECTED_STATUSES = frozenset({401, 403})
+# Answers after which the credential itself (not the whole backend) is cooled down.
+COOLDOWN_STATUSES = frozenset({429, 529})
+
+ERROR_TYPE_OF_STATUS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    409: "conflict_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+SSE_CONTENT_TYPE = b"text/event-stream"
+JSON_CONTENT_TYPE = b"application/json"

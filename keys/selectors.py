@@ -1,0 +1,46 @@
+"""Reads of API keys, including the one the gateway makes on a cache miss."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import QuerySet
+
+from accounts.models import User
+from keys.models import ApiKey
+from plans.selectors import plan_for_user
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPrincipal:
+    """Everything the gateway needs to know about a key, cached in each process."""
+
+    key_id: int
+    user_id: int
+    user_is_active: bool
+    plan_slug: str
+    requests_per_minute: int
+    requests_per_5_hours: int
+    requests_per_week: int
+
+
+def api_key_list(*, user: User) -> QuerySet[ApiKey]:
+    return ApiKey.objects.active().filter(user=user)
+
+
+def api_key_principal(*, hashed_key: str) -> KeyPrincipal | None:
+    api_key = (
+        ApiKey.objects.active().select_related("user", "user__plan").filter(hashed_key=hashed_key).first()
+    )
+    if api_key is None:
+        return None
+    plan = plan_for_user(user=api_key.user)
+    return KeyPrincipal(
+        key_id=api_key.pk,
+        user_id=api_key.user_id,
+        user_is_active=api_key.user.is_active,
+        plan_slug=plan.slug,
+        requests_per_minute=plan.requests_per_minute,
+        requests_per_5_hours=plan.requests_per_5_hours,
+        requests_per_week=plan.requests_per_week,
+    )

@@ -1,0 +1,54 @@
+"""Changes to API keys: create (the only time the full key exists) and revoke."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from keys import keyformat
+from keys.models import ApiKey
+from llmapi.invalidation import publish
+from plans.selectors import plan_for_user
+
+
+class ApiKeyLimitError(Exception):
+    """The account already holds as many keys as its plan allows."""
+
+
+@dataclass(frozen=True)
+class CreatedApiKey:
+    api_key: ApiKey
+    secret: str  # the full key: show it once, never store it
+
+
+def api_key_create(*, user: User, name: str) -> CreatedApiKey:
+    name = name.strip()
+    if not name:
+        raise ValueError("A key needs a name.")
+    with transaction.atomic():
+        # Lock the user row so that two simultaneous creations cannot both pass the count below.
+        User.objects.select_for_update().filter(pk=user.pk).first()
+        plan = plan_for_user(user=user)
+        if ApiKey.objects.active().filter(user=user).count() >= plan.max_keys:
+            raise ApiKeyLimitError(
+                f"Your {plan.name} plan allows {plan.max_keys} keys. Delete one or upgrade your plan."
+            )
+        secret = keyformat.generate_key()
+        prefix, last_four = keyformat.display_parts(secret)
+        api_key = ApiKey.objects.create(
+            user=user, name=name, hashed_key=keyformat.hash_key(secret), prefix=prefix, last_four=last_four
+        )
+    return CreatedApiKey(api_key=api_key, secret=secret)
+
+
+def api_key_revoke(*, user: User, key_id: int) -> ApiKey:
+    """Revoke one of the user's keys; raises ApiKey.DoesNotExist for anyone else's."""
+    with transaction.atomic():
+        api_key = ApiKey.objects.active().select_for_update().get(pk=key_id, user=user)
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])
+        publish(f"key:{api_key.hashed_key}")
+    return api_key
