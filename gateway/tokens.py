@@ -14,6 +14,8 @@ import math
 CHARACTERS_PER_TOKEN = 3.5
 TOKENS_PER_ATTACHMENT = 1_600
 ATTACHMENT_TYPES = frozenset({"image", "document"})
+# Structural keys whose values are not text the model reads.
+NOT_READ_BY_THE_MODEL = frozenset({"type", "role", "cache_control", "id", "tool_use_id", "signature"})
 
 
 def estimate_input_tokens(payload: dict[str, object]) -> int:
@@ -41,5 +43,5 @@ class _Counter:
                 self.attachments += 1
                 return
             for key, item in value.items():
-                if key not in {"type", "cache_control", "id", "tool_use_id", "signature"}:
+                if key not in NOT_READ_BY_THE_MODEL:
                     self.visit(item)

@@ -60,7 +60,8 @@ class Gateway:
         import anthropic
 
         options.setdefault("max_retries", 0)
-        return anthropic.Anthropic(base_url=self.base_url, api_key=self.key, **options)
+        options.setdefault("api_key", self.key)
+        return anthropic.Anthropic(base_url=self.base_url, **options)
 
 
 @pytest.fixture
