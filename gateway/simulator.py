@@ -357,7 +357,9 @@ def choose_scenario(request: web.Request, body: dict[str, Any]) -> str:
     if user_messages:
         text = first_text(user_messages[-1].get("content")).strip()
         if text.startswith("scenario:"):
-            return text.removeprefix("scenario:").split(maxsplit=1)[0] if text != "scenario:" else ""
+            # "scenario:NAME rest of the prompt"; a missing NAME is then refused as unknown.
+            rest = text.removeprefix("scenario:").split(maxsplit=1)
+            return rest[0] if rest else ""
     return "text"
 
 
