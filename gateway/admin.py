@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin
+from django.db import models
 
 from gateway.models import ModelRoute, RouteTarget, Upstream, UpstreamCredential
 
@@ -42,6 +43,7 @@ class UpstreamAdmin(admin.ModelAdmin):
     list_filter = ("kind", "enabled")
     search_fields = ("name", "base_url")
     inlines = (CredentialInline,)
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}  # noqa: RUF012 - Django's admin API
 
     @admin.display(description="credentials in use")
     def credential_count(self, upstream: Upstream) -> int:
