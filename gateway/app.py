@@ -25,6 +25,7 @@ from gateway.errors import GatewayError, error_body, new_request_id, sse_error_e
 from gateway.http import (
     ClientDisconnectedError,
     Headers,
+    Message,
     Receive,
     Request,
     Scope,
@@ -49,7 +50,7 @@ class Responder:
     """Sends the response, adding the headers every /v1 response carries."""
 
     def __init__(self, send: Send, request_id: str) -> None:
-        self._send = send
+        self._asgi_send = send
         self.request_id = request_id
         self.started = False
 
@@ -65,6 +66,12 @@ class Responder:
 
     async def body(self, chunk: bytes, *, more: bool = True) -> None:
         await self._send({"type": "http.response.body", "body": chunk, "more_body": more})
+
+    async def _send(self, message: Message) -> None:
+        try:
+            await self._asgi_send(message)
+        except OSError:  # the server's way of saying the client has gone
+            raise ClientDisconnectedError from None
 
     async def whole(self, status: int, headers: Headers, body: bytes) -> None:
         await self.start(status, [*headers, (b"content-length", str(len(body)).encode())])
@@ -93,12 +100,10 @@ def parse_body(body: bytes, required: dict[str, type]) -> dict[str, object]:
         if name not in payload:
             raise GatewayError(400, f"{name}: Field required")
         value = payload[name]
-        if (
-            not isinstance(value, expected)
-            or isinstance(value, bool)
-            or (value in ("", []) and expected is str)
-        ):
+        if isinstance(value, bool) or not isinstance(value, expected):
             raise GatewayError(400, f"{name}: Input should be a valid {TYPE_WORDS[expected]}")
+        if value == "":
+            raise GatewayError(400, f"{name}: String should have at least 1 character")
     return payload
 
 
@@ -154,7 +159,7 @@ async def messages(request: Request, principal: KeyPrincipal, responder: Respond
     except GatewayError as error:
         record.status, record.error_type = error.status, error.error_type
         raise
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, ClientDisconnectedError):
         record.client_disconnected = True
         raise
     finally:
@@ -263,7 +268,7 @@ ENDPOINTS: dict[str, tuple[str, Endpoint]] = {
 
 
 def find_endpoint(request: Request) -> Endpoint:
-    path = request.path.rstrip("/") or "/"
+    path = request.path
     method, endpoint = ENDPOINTS.get(path) or (("GET", get_model) if MODEL_PATH.match(path) else (None, None))
     if endpoint is None:
         raise GatewayError(404, f"Not found: {request.method} {request.path}")
@@ -276,8 +281,8 @@ def find_endpoint(request: Request) -> Endpoint:
 
 async def serve(request: Request, receive: Receive, responder: Responder) -> None:
     endpoint = find_endpoint(request)
+    principal = await authenticate(request.headers)  # before the body: refusals cost no upload
     request.body = await read_body(request, receive, settings.GATEWAY_MAX_BODY_BYTES)
-    principal = await authenticate(request.headers)
     await run_until_disconnect(endpoint(request, principal, responder), receive)
 
 
@@ -326,14 +331,15 @@ async def application(scope: Scope, receive: Receive, send: Send) -> None:
     try:
         await serve(request, receive, responder)
     except GatewayError as error:
-        if not responder.started:
-            await responder.error(error)
+        await answer_with_error(responder, error)
     except ClientDisconnectedError:
-        pass  # the client left while sending its request; nobody to answer
-    except Exception as exc:
-        if isinstance(exc, OSError) and responder.started:
-            return  # the client left mid-response (the server's send raised)
+        pass  # the client has gone; nobody to answer
+    except Exception:
         logger.exception("unexpected error in request %s", request.request_id)
-        if not responder.started:
-            with contextlib.suppress(OSError):
-                await responder.error(GatewayError(500, "Internal server error."))
+        await answer_with_error(responder, GatewayError(500, "Internal server error."))
+
+
+async def answer_with_error(responder: Responder, error: GatewayError) -> None:
+    if not responder.started:  # once a response has begun, its status can no longer change
+        with contextlib.suppress(ClientDisconnectedError):
+            await responder.error(error)

@@ -18,7 +18,7 @@ TOO_LARGE_MESSAGE = "Request exceeds the maximum allowed number of bytes ({limit
 
 
 class ClientDisconnectedError(Exception):
-    """The client went away before the gateway finished reading its request."""
+    """The client went away: while sending its request, or while we answered."""
 
 
 @dataclass(slots=True)
@@ -67,14 +67,3 @@ async def read_body(request: Request, receive: Receive, limit: int) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-async def send_response(send: Send, status: int, headers: Headers, body: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*headers, (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

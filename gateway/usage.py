@@ -48,7 +48,7 @@ class UsageRecord:
 class InProcessUsageSink:
     """Keeps the latest records in memory; the usage pipeline replaces it."""
 
-    def __init__(self, capacity: int = 100_000) -> None:
+    def __init__(self, capacity: int = 10_000) -> None:
         self.records: deque[UsageRecord] = deque(maxlen=capacity)
 
     def emit(self, record: UsageRecord) -> None:
