@@ -33,6 +33,8 @@ from gateway.http import (
     read_body,
     request_from_scope,
 )
+from gateway.limits import Decision, close_limiter, limiter
+from gateway.ratelimit_headers import limit_headers, rate_limited
 from gateway.relay import RefusedAnswer, SseUsageReader, UpstreamAnswer, open_upstream, relayed_headers
 from gateway.routing import Candidate, route_table
 from gateway.tokens import estimate_input_tokens
@@ -53,6 +55,7 @@ class Responder:
         self._asgi_send = send
         self.request_id = request_id
         self.started = False
+        self.limit_headers: Headers | None = None  # set once the limiter has been asked
 
     async def start(self, status: int, headers: Headers) -> None:
         self.started = True
@@ -60,9 +63,17 @@ class Responder:
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [*headers, (b"request-id", self.request_id.encode())],
+                "headers": [*headers, *(self.limit_headers or ()), (b"request-id", self.request_id.encode())],
             }
         )
+
+    async def ask_limiter(self, principal: KeyPrincipal, mode: str) -> Decision:
+        """Ask the limiter (mode admit, guard or peek); refuse with 429 if it says no."""
+        decision = await limiter().decide(principal, mode, self.request_id)
+        self.limit_headers = limit_headers(decision)
+        if not decision.admitted:
+            raise rate_limited(decision, principal)
+        return decision
 
     async def body(self, chunk: bytes, *, more: bool = True) -> None:
         await self._send({"type": "http.response.body", "body": chunk, "more_body": more})
@@ -144,8 +155,10 @@ async def messages(request: Request, principal: KeyPrincipal, responder: Respond
         requested_model=model,
         stream=payload.get("stream") is True,
     )
+    decision = None
     try:
         candidates = await candidates_for(model)
+        decision = await responder.ask_limiter(principal, "admit")
         answer = await open_upstream(
             request=request, candidates=candidates, body_for=body_maker(request, payload, model)
         )
@@ -158,6 +171,8 @@ async def messages(request: Request, principal: KeyPrincipal, responder: Respond
         await relay_answer(answer, responder, record, requested_model=model, started=started)
     except GatewayError as error:
         record.status, record.error_type = error.status, error.error_type
+        if error.status == 503 and decision is not None:
+            await limiter().give_back(principal, request.request_id)  # an outage of ours costs no quota
         raise
     except (asyncio.CancelledError, ClientDisconnectedError):
         record.client_disconnected = True
@@ -235,6 +250,7 @@ async def count_tokens(request: Request, principal: KeyPrincipal, responder: Res
     payload = parse_body(request.body, COUNT_FIELDS)
     model = str(payload["model"])
     candidates = await candidates_for(model)
+    await responder.ask_limiter(principal, "guard")
     try:
         answer = await open_upstream(
             request=request, candidates=candidates, body_for=body_maker(request, payload, model)
@@ -251,11 +267,13 @@ async def count_tokens(request: Request, principal: KeyPrincipal, responder: Res
 
 
 async def list_models(request: Request, principal: KeyPrincipal, responder: Responder) -> None:
+    await responder.ask_limiter(principal, "guard")
     await responder.json(200, catalog.model_page(await route_table(), request.query_string))
 
 
 async def get_model(request: Request, principal: KeyPrincipal, responder: Responder) -> None:
     model_id = request.path.removeprefix("/v1/models/")
+    await responder.ask_limiter(principal, "guard")
     await responder.json(200, catalog.model_lookup(await route_table(), model_id))
 
 
@@ -282,8 +300,13 @@ def find_endpoint(request: Request) -> Endpoint:
 async def serve(request: Request, receive: Receive, responder: Responder) -> None:
     endpoint = find_endpoint(request)
     principal = await authenticate(request.headers)  # before the body: refusals cost no upload
-    request.body = await read_body(request, receive, settings.GATEWAY_MAX_BODY_BYTES)
-    await run_until_disconnect(endpoint(request, principal, responder), receive)
+    try:
+        request.body = await read_body(request, receive, settings.GATEWAY_MAX_BODY_BYTES)
+        await run_until_disconnect(endpoint(request, principal, responder), receive)
+    except GatewayError:
+        if responder.limit_headers is None:  # refused before the limiter: show the windows anyway
+            responder.limit_headers = limit_headers(await limiter().decide(principal, "peek", ""))
+        raise
 
 
 async def run_until_disconnect(work: Awaitable[None], receive: Receive) -> None:
@@ -315,6 +338,7 @@ async def lifespan(receive: Receive, send: Send) -> None:
         elif message["type"] == "lifespan.shutdown":
             await invalidation_listener.stop()
             await close_client_session()
+            await close_limiter()
             await send({"type": "lifespan.shutdown.complete"})
             return
 

@@ -19,6 +19,7 @@ class KeyPrincipal:
     user_id: int
     user_is_active: bool
     plan_slug: str
+    plan_name: str
     requests_per_minute: int
     requests_per_5_hours: int
     requests_per_week: int
@@ -32,14 +33,17 @@ def api_key_principal(*, hashed_key: str) -> KeyPrincipal | None:
     api_key = (
         ApiKey.objects.active().select_related("user", "user__plan").filter(hashed_key=hashed_key).first()
     )
-    if api_key is None:
-        return None
+    return None if api_key is None else principal_of(api_key)
+
+
+def principal_of(api_key: ApiKey) -> KeyPrincipal:
     plan = plan_for_user(user=api_key.user)
     return KeyPrincipal(
         key_id=api_key.pk,
         user_id=api_key.user_id,
         user_is_active=api_key.user.is_active,
         plan_slug=plan.slug,
+        plan_name=plan.name,
         requests_per_minute=plan.requests_per_minute,
         requests_per_5_hours=plan.requests_per_5_hours,
         requests_per_week=plan.requests_per_week,

@@ -81,6 +81,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Redis: limits, caches, the usage stream and Celery's broker. Unset: in-process fallbacks.
 REDIS_URL = env_str("REDIS_URL")
+REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", "llmapi")  # lets deployments (or test runs) share a Redis
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
@@ -130,6 +131,9 @@ GATEWAY_FAILOVER_DEADLINE_SECONDS = env_float("GATEWAY_FAILOVER_DEADLINE_SECONDS
 GATEWAY_CIRCUIT_FAILURES = env_int("GATEWAY_CIRCUIT_FAILURES", 5)
 GATEWAY_CIRCUIT_OPEN_SECONDS = env_float("GATEWAY_CIRCUIT_OPEN_SECONDS", 30.0)
 GATEWAY_DEFAULT_COOLDOWN_SECONDS = env_float("GATEWAY_DEFAULT_COOLDOWN_SECONDS", 30.0)
+GATEWAY_GUARD_MULTIPLIER = env_int("GATEWAY_GUARD_MULTIPLIER", 10)
+GATEWAY_LIMITER_TIMEOUT_SECONDS = env_float("GATEWAY_LIMITER_TIMEOUT_SECONDS", 1.0)
+GATEWAY_LIMITER_LOG_INTERVAL_SECONDS = env_float("GATEWAY_LIMITER_LOG_INTERVAL_SECONDS", 60.0)
 
 # Stripe: billing is off until both are set.
 STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY")

@@ -3,14 +3,32 @@
 from __future__ import annotations
 
 import importlib
+import os
+import uuid
 from collections.abc import Iterator
 
 import pytest
+import redis
 from django.apps import apps as django_apps
+from django.conf import settings
 
 from accounts.models import User
 from gateway.simulator import SimulatorThread
+from plans.models import Plan
 from tests.servers import UvicornThread
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_redis_prefix() -> Iterator[None]:
+    """Runs sharing one Redis (a developer's and CI's) must not share rate-limit windows."""
+    prefix = f"llmapi-test-{uuid.uuid4().hex[:12]}"
+    os.environ["REDIS_KEY_PREFIX"] = prefix  # for gateway processes the tests start
+    settings.REDIS_KEY_PREFIX = prefix
+    yield
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    for key in client.scan_iter(f"{prefix}:*"):
+        client.delete(key)
+    client.close()
 
 
 @pytest.fixture
@@ -75,7 +93,10 @@ def gateway(asgi_server, simulator, live_server_db) -> Gateway:
     health.reset()
     usage_sink.records.clear()
     upstream_add(name="sim", base_url=simulator.base_url, credentials=["sk-ant-sim-primary"])
-    user = User.objects.create_user("alice@example.com", "correct horse battery")
+    # The biggest plan, so that tests not about limits never meet one.
+    user = User.objects.create_user(
+        "alice@example.com", "correct horse battery", plan=Plan.objects.get(slug="max-20x")
+    )
     key = api_key_create(user=user, name="laptop").secret
     return Gateway(asgi_server, simulator, user, key)
 

@@ -6,12 +6,19 @@ while every request still crosses a real loopback HTTP connection.
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import redis
 import uvicorn
+from django.conf import settings
 
-from tests.helpers import wait_until
+from tests.helpers import PROJECT_DIR, free_port, stop_process, wait_for_http, wait_until
 
 
 class UvicornThread:
@@ -37,3 +44,74 @@ class UvicornThread:
         self._server.should_exit = True
         self._thread.join(timeout=15)
         self._socket.close()
+
+
+@contextmanager
+def gateway_process(**env: str) -> Iterator[str]:
+    """The whole application in a process of its own (uvicorn), on the test database.
+
+    `env` overrides the environment (e.g. REDIS_URL). Yields its base URL.
+    """
+    database = settings.DATABASES["default"]  # the test database pytest-django created
+    database_url = f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "llmapi.asgi:application",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=PROJECT_DIR,
+        env={**os.environ, "DATABASE_URL": database_url, "DEBUG": "0", **env},
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(base_url + "/v1/models", process)
+        yield base_url
+    finally:
+        stop_process(process)
+
+
+class RedisServer:
+    """A private redis-server on loopback that a test may stop and start again on its port."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._process: subprocess.Popen | None = None
+
+    def start(self) -> RedisServer:
+        self._process = subprocess.Popen(
+            [
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_until(self._answers)
+        return self
+
+    def stop(self) -> None:
+        if self._process is not None:
+            stop_process(self._process)
+            self._process = None
+
+    def _answers(self) -> bool:
+        if self._process is None or self._process.poll() is not None:
+            raise RuntimeError("redis-server exited")
+        try:
+            return bool(redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping())
+        except redis.ConnectionError:
+            return False

@@ -1,0 +1,58 @@
+"""How limit decisions show on the wire: the rate-limit headers and the 429 refusal."""
+
+from __future__ import annotations
+
+import math
+
+from gateway.errors import GatewayError
+from gateway.http import Headers
+from gateway.limits import Decision, Window, rfc3339
+from keys.selectors import KeyPrincipal
+
+# Windows the client cannot sensibly wait for in a retry loop: SDKs must not sleep for hours.
+LONG_WINDOWS = frozenset({"5h", "week"})
+WINDOW_WORDS = {"minute": "per minute", "5h": "per 5 hours", "week": "per week"}
+
+
+def limit_headers(decision: Decision) -> Headers:
+    """Anthropic's request headers and the product's x-ratelimit-* (the minute window), and ours
+    for the 5-hour and weekly windows. No token headers: the plans set no token limit."""
+    if not decision.windows:
+        return []  # the limiter could not be asked (fail open): nothing true to say
+    minute, five_hours, week = decision.windows
+    headers = []
+    for prefix in (b"anthropic-ratelimit-requests-", b"x-ratelimit-"):
+        headers.extend(_window_headers(prefix, minute))
+    headers.extend(_window_headers(b"llmapi-ratelimit-requests-5h-", five_hours))
+    headers.extend(_window_headers(b"llmapi-ratelimit-requests-week-", week))
+    return headers
+
+
+def _window_headers(prefix: bytes, window: Window) -> Headers:
+    return [
+        (prefix + b"limit", str(window.limit).encode()),
+        (prefix + b"remaining", str(window.remaining).encode()),
+        (prefix + b"reset", rfc3339(window.reset_at_ms).encode()),
+    ]
+
+
+def rate_limited(decision: Decision, principal: KeyPrincipal) -> GatewayError:
+    window = decision.refusing_window()
+    if window is None:  # cannot happen for a refusal; a plain 429 all the same
+        return GatewayError(429, "Rate limit reached.")
+    wait_seconds = max(1, math.ceil((window.next_admission_ms - decision.now_ms) / 1000))
+    headers = [(b"retry-after", str(wait_seconds).encode())]
+    if window.name in LONG_WINDOWS:
+        headers.append((b"x-should-retry", b"false"))
+    when = rfc3339(window.next_admission_ms)
+    if window.name == "guard":
+        message = (
+            f"Too many count_tokens and model requests: at most {window.limit} per minute. "
+            f"Try again at {when} (in {wait_seconds} s)."
+        )
+    else:
+        message = (
+            f"Rate limit reached: your {principal.plan_name} plan allows {window.limit} requests "
+            f"{WINDOW_WORDS[window.name]}. The window resets at {when} (in {wait_seconds} s)."
+        )
+    return GatewayError(429, message, headers)

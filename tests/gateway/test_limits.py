@@ -1,0 +1,162 @@
+"""The limiter's arithmetic, with an injectable clock, for the Redis script and the in-process twin."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+
+import pytest
+from django.conf import settings
+
+from gateway.limits import FIVE_HOURS_MS, MINUTE_MS, WEEK_MS, InProcessLimiter, RedisLimiter
+from keys.selectors import KeyPrincipal
+
+START = 1_800_000_000.0  # seconds since the epoch; any fixed instant will do
+_key_ids = itertools.count(10_000_000)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, milliseconds: int) -> None:
+        self.now += milliseconds / 1000
+
+
+def principal(per_minute: int = 1000, per_5_hours: int = 100_000, per_week: int = 1_000_000) -> KeyPrincipal:
+    return KeyPrincipal(
+        key_id=next(_key_ids),
+        user_id=1,
+        user_is_active=True,
+        plan_slug="test",
+        plan_name="Test",
+        requests_per_minute=per_minute,
+        requests_per_5_hours=per_5_hours,
+        requests_per_week=per_week,
+    )
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=["redis", "in-process"])
+async def limiter(request, clock) -> AsyncIterator[RedisLimiter | InProcessLimiter]:
+    chosen = RedisLimiter(settings.REDIS_URL, clock) if request.param == "redis" else InProcessLimiter(clock)
+    yield chosen
+    await chosen.close()
+
+
+def ms(clock: FakeClock) -> int:
+    return int(clock() * 1000)
+
+
+async def admit_n(limiter, key: KeyPrincipal, count: int) -> list:
+    return [await limiter.decide(key, "admit", f"req-{index}") for index in range(count)]
+
+
+async def test_minute_window_rolls(limiter, clock):
+    key = principal(per_minute=3)
+    remaining = []
+    for _ in range(3):
+        decision = await limiter.decide(key, "admit", f"r{clock.now}")
+        remaining.append(decision.windows[0].remaining)
+        clock.advance(10_000)
+    assert remaining == [2, 1, 0]
+    refused = await limiter.decide(key, "admit", "r-refused")
+    assert not refused.admitted
+    assert refused.refusing_window().name == "minute"
+    assert refused.refusing_window().next_admission_ms == int(START * 1000) + MINUTE_MS  # the first leaves
+    clock.advance(MINUTE_MS - 30_000)  # exactly one minute after the first request
+    assert (await limiter.decide(key, "admit", "r-later")).admitted
+    assert not (await limiter.decide(key, "admit", "r-too-soon")).admitted
+
+
+async def test_refused_requests_are_not_recorded(limiter, clock):
+    key = principal(per_minute=2)
+    await admit_n(limiter, key, 2)
+    for _ in range(5):
+        assert not (await limiter.decide(key, "admit", "again")).admitted
+    clock.advance(MINUTE_MS)
+    decision = await limiter.decide(key, "admit", "fresh")
+    assert decision.admitted
+    assert decision.windows[0].used == 1
+    assert decision.windows[1].used == 3  # the five refusals never counted in the 5-hour window
+
+
+async def test_five_hour_window_opens_with_the_first_request_and_resets_when_advertised(limiter, clock):
+    key = principal(per_5_hours=4)
+    opened = ms(clock)
+    first = await limiter.decide(key, "admit", "a")
+    assert first.windows[1].reset_at_ms == opened + FIVE_HOURS_MS
+    clock.advance(2 * 3_600_000)
+    decisions = await admit_n(limiter, key, 3)
+    assert [decision.windows[1].remaining for decision in decisions] == [2, 1, 0]
+    assert all(decision.windows[1].reset_at_ms == opened + FIVE_HOURS_MS for decision in decisions)
+    refused = await limiter.decide(key, "admit", "e")
+    assert refused.refusing_window().name == "5h"
+    assert refused.refusing_window().next_admission_ms == opened + FIVE_HOURS_MS
+    clock.advance(3 * 3_600_000 - 1)
+    assert not (await limiter.decide(key, "admit", "f")).admitted
+    clock.advance(1)
+    reopened = await limiter.decide(key, "admit", "g")
+    assert reopened.admitted
+    assert reopened.windows[1].reset_at_ms == ms(clock) + FIVE_HOURS_MS
+    assert reopened.windows[1].remaining == 3
+
+
+async def test_week_window(limiter, clock):
+    key = principal(per_week=2)
+    opened = ms(clock)
+    await admit_n(limiter, key, 2)
+    clock.advance(6 * 24 * 3_600_000)
+    refused = await limiter.decide(key, "admit", "c")
+    assert refused.refusing_window().name == "week"
+    assert refused.refusing_window().next_admission_ms == opened + WEEK_MS
+    clock.advance(24 * 3_600_000)
+    assert (await limiter.decide(key, "admit", "d")).admitted
+
+
+async def test_an_empty_fixed_window_shows_a_full_length_ahead(limiter, clock):
+    decision = await limiter.decide(principal(), "peek", "")
+    minute, five_hours, week = decision.windows
+    assert (minute.used, five_hours.used, week.used) == (0, 0, 0)
+    assert five_hours.reset_at_ms == ms(clock) + FIVE_HOURS_MS
+    assert week.reset_at_ms == ms(clock) + WEEK_MS
+
+
+async def test_peek_counts_nothing(limiter):
+    key = principal(per_minute=1)
+    for _ in range(3):
+        assert (await limiter.decide(key, "peek", "")).admitted
+    assert (await limiter.decide(key, "admit", "real")).admitted
+
+
+async def test_give_back_returns_the_request_to_every_window(limiter):
+    key = principal(per_minute=1, per_5_hours=1)
+    await limiter.decide(key, "admit", "lost-to-an-outage")
+    await limiter.give_back(key, "lost-to-an-outage")
+    await limiter.give_back(key, "lost-to-an-outage")  # twice is harmless
+    decision = await limiter.decide(key, "admit", "next")
+    assert decision.admitted
+    assert decision.windows[1].used == 1
+
+
+async def test_guard_is_apart_from_the_plan_windows(limiter, clock):
+    key = principal(per_minute=1)  # guard: 10 per minute
+    for index in range(10):
+        assert (await limiter.decide(key, "guard", f"g{index}")).admitted
+    refused = await limiter.decide(key, "guard", "g-too-many")
+    assert refused.refusing_window().name == "guard"
+    assert (await limiter.decide(key, "admit", "message")).admitted  # the plan window is untouched
+
+
+async def test_the_binding_window_is_the_one_that_keeps_the_client_waiting_longest(limiter):
+    key = principal(per_minute=1, per_5_hours=1)
+    await limiter.decide(key, "admit", "only")
+    refused = await limiter.decide(key, "admit", "second")
+    assert refused.refusing_window().name == "5h"
