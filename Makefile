@@ -29,11 +29,17 @@ help:
 
 sync: .venv/.synced
 
+# The npm packages tests/wire drives (TypeScript SDK, Claude Code), again whenever the lock changes.
+# Without npm the rest of the suite still runs, and the wire tests fail saying what is missing.
+tests/wire/node_modules/.synced: tests/wire/package.json tests/wire/package-lock.json
+	@if command -v npm >/dev/null; then npm ci --prefix tests/wire --no-audit --no-fund && touch $@; \
+	else echo "npm not found: the tests in tests/wire need Node.js and npm" >&2; fi
+
 run: sync
 	DEBUG=$${DEBUG:-1} $(UV) run python manage.py migrate --noinput
 	DEBUG=$${DEBUG:-1} $(UV) run python manage.py runserver $(HOST):$(PORT)
 
-test: sync
+test: sync tests/wire/node_modules/.synced
 	SECRET_KEY=$${SECRET_KEY:-test-only-secret-key} \
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
 	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \

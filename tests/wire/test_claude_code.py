@@ -1,0 +1,82 @@
+"""Claude Code (@anthropic-ai/claude-code), run headless with `claude -p`, against the live gateway.
+
+Only ANTHROPIC_BASE_URL and a credential point it at the gateway. The `traffic` recorder shows
+what Claude Code sent and what the gateway answered; the simulator shows what was passed on.
+The pinned version sends one `POST /v1/messages?beta=true` (streamed) for a one-turn prompt:
+no HEAD probe, no count_tokens and no /v1/models with non-essential traffic turned off.
+"""
+
+from __future__ import annotations
+
+import json
+
+from gateway.simulator import TEXT_ANSWER
+from tests.conftest import Gateway
+from tests.wire.conftest import ClaudeCode, TrafficRecorder
+
+UPSTREAM_KEY = "sk-ant-sim-primary"  # the credential the gateway fixture gives the simulator
+
+
+def assert_all_answered(traffic: TrafficRecorder) -> None:
+    """No request Claude Code made was refused (a 404 or 401 would make it degrade or retry)."""
+    refused = [(e.method, e.path, e.status, e.error_body[:200]) for e in traffic.exchanges if e.status != 200]
+    assert not refused, refused
+
+
+def test_print_json_with_api_key(claude: ClaudeCode, gateway: Gateway, traffic: TrafficRecorder) -> None:
+    out = claude.run("say hello", ANTHROPIC_API_KEY=gateway.key)
+
+    assert (out["type"], out["is_error"], out["result"]) == ("result", False, TEXT_ANSWER)
+    assert_all_answered(traffic)
+    [sent] = traffic.exchanges
+    assert (sent.method, sent.path, sent.query_string) == ("POST", "/v1/messages", "beta=true")
+    assert sent.headers["x-api-key"] == gateway.key
+    assert sent.headers["user-agent"].startswith("claude-cli/")
+
+    [upstream] = gateway.simulator.requests()
+    assert (upstream["method"], upstream["path"], upstream["query_string"]) == (
+        "POST",
+        "/v1/messages",
+        "beta=true",
+    )
+    betas = upstream["headers"]["anthropic-beta"]
+    assert betas == sent.headers["anthropic-beta"]
+    assert "claude-code-20250219" in betas.split(",")
+    for name in ("anthropic-version", "x-app", "user-agent", "x-claude-code-session-id"):
+        assert upstream["headers"][name] == sent.headers[name], name
+    assert upstream["headers"]["x-api-key"] == UPSTREAM_KEY
+    assert "authorization" not in upstream["headers"]
+    # The ~50 KB body (billing header block, tools, thinking, context_management) is relayed as is.
+    assert upstream["body"] == sent.body.decode()
+    assert json.loads(upstream["body"])["stream"] is True
+
+
+def test_print_json_with_auth_token(claude: ClaudeCode, gateway: Gateway, traffic: TrafficRecorder) -> None:
+    out = claude.run("say hello", ANTHROPIC_AUTH_TOKEN=gateway.key)
+
+    assert (out["is_error"], out["result"]) == (False, TEXT_ANSWER)
+    assert_all_answered(traffic)
+    [sent] = traffic.exchanges
+    assert sent.headers["authorization"] == f"Bearer {gateway.key}"
+    assert "x-api-key" not in sent.headers
+    [upstream] = gateway.simulator.requests()
+    assert upstream["headers"]["x-api-key"] == UPSTREAM_KEY
+    assert "authorization" not in upstream["headers"]
+
+
+def test_truncated_stream_falls_back_to_a_whole_message(
+    claude: ClaudeCode, gateway: Gateway, traffic: TrafficRecorder
+) -> None:
+    """A stream that ends without message_stop makes Claude Code ask again without streaming."""
+    out = claude.run(
+        "say hello",
+        ANTHROPIC_API_KEY=gateway.key,
+        ANTHROPIC_CUSTOM_HEADERS="x-simulator-scenario: truncated",
+    )
+
+    assert (out["is_error"], out["result"]) == (False, TEXT_ANSWER)
+    assert_all_answered(traffic)
+    streamed, whole = (json.loads(r["body"]) for r in gateway.simulator.requests())
+    assert streamed["stream"] is True
+    assert whole.get("stream") in (False, None)
+    assert len(traffic.exchanges) == 2
