@@ -39,7 +39,7 @@ from gateway.relay import RefusedAnswer, SseUsageReader, UpstreamAnswer, open_up
 from gateway.routing import Candidate, route_table
 from gateway.tokens import estimate_input_tokens
 from gateway.upstream_client import close_client_session
-from gateway.usage import UsageRecord, emit
+from gateway.usage import UsageRecord, emit, usage_writer
 from gateway.wire import JSON_CONTENT_TYPE, SSE_CONTENT_TYPE
 from keys.selectors import KeyPrincipal
 
@@ -190,9 +190,7 @@ async def relay_answer(
     shown_model = None if answer.candidate.upstream_model == requested_model else requested_model
     try:
         if response.headers.get("content-type", "").startswith(SSE_CONTENT_TYPE.decode()):
-            await relay_stream(
-                response, responder, SseUsageReader(record, shown_model=shown_model, started=started)
-            )
+            await relay_stream(response, responder, SseUsageReader(record, shown_model=shown_model, started=started))
         else:
             body = await read_upstream_body(response)
             if response.status == 200:
@@ -228,9 +226,7 @@ def read_message_usage(body: bytes, record: UsageRecord, shown_model: str | None
     return orjson.dumps(message)
 
 
-async def relay_stream(
-    response: aiohttp.ClientResponse, responder: Responder, reader: SseUsageReader
-) -> None:
+async def relay_stream(response: aiohttp.ClientResponse, responder: Responder, reader: SseUsageReader) -> None:
     await responder.start(response.status, relayed_headers(response))
     failure = "The backend stream ended before message_stop."
     try:
@@ -339,6 +335,7 @@ async def lifespan(receive: Receive, send: Send) -> None:
             await invalidation_listener.stop()
             await close_client_session()
             await close_limiter()
+            await usage_writer.close()
             await send({"type": "lifespan.shutdown.complete"})
             return
 

@@ -18,9 +18,7 @@ def new_request_id() -> str:
 
 
 def error_body(error_type: str, message: str, request_id: str) -> bytes:
-    return orjson.dumps(
-        {"type": "error", "error": {"type": error_type, "message": message}, "request_id": request_id}
-    )
+    return orjson.dumps({"type": "error", "error": {"type": error_type, "message": message}, "request_id": request_id})
 
 
 def sse_error_event(error_type: str, message: str, request_id: str) -> bytes:

@@ -96,9 +96,7 @@ def decision_from_counts(counts: Counts, principal: KeyPrincipal, now_ms: int) -
         FIVE_HOURS_MS,
         now_ms,
     )
-    week = _fixed_window(
-        "week", principal.requests_per_week, counts.week_used, counts.week_left_ms, WEEK_MS, now_ms
-    )
+    week = _fixed_window("week", principal.requests_per_week, counts.week_used, counts.week_left_ms, WEEK_MS, now_ms)
     guard_limit = guard_limit_for(principal)
     guard = Window(
         "guard",
@@ -248,9 +246,7 @@ class RedisLimiter:
 
     def __init__(self, url: str, clock: Clock = time.time) -> None:
         timeout = settings.GATEWAY_LIMITER_TIMEOUT_SECONDS
-        self._client = redis.asyncio.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout
-        )
+        self._client = redis.asyncio.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         self._decide = self._client.register_script(DECIDE_SCRIPT)
         self._give_back = self._client.register_script(GIVE_BACK_SCRIPT)
         self._clock = clock
@@ -355,9 +351,7 @@ class InProcessLimiter:
         ends_at, used = self._fixed.get((key_id, window), (0, 0))
         return (used, ends_at - now_ms) if ends_at > now_ms else (0, -1)
 
-    def _count_fixed(
-        self, key_id: int, window: str, left_ms: int, length_ms: int, now_ms: int
-    ) -> tuple[int, int]:
+    def _count_fixed(self, key_id: int, window: str, left_ms: int, length_ms: int, now_ms: int) -> tuple[int, int]:
         if left_ms < 0:
             self._fixed[(key_id, window)] = (now_ms + length_ms, 1)
             return 1, length_ms
@@ -405,9 +399,7 @@ class FailOpenLimiter:
         self._skip_until = now + 1.0
         if now - self._last_logged >= settings.GATEWAY_LIMITER_LOG_INTERVAL_SECONDS:
             self._last_logged = now
-            logger.warning(
-                "rate limiter unavailable, admitting requests unchecked (%d so far): %r", self.failures, exc
-            )
+            logger.warning("rate limiter unavailable, admitting requests unchecked (%d so far): %r", self.failures, exc)
 
 
 Limiter = InProcessLimiter | FailOpenLimiter
@@ -418,9 +410,7 @@ def limiter() -> Limiter:
     """This process's limiter: Redis-backed when REDIS_URL is set, in-process otherwise."""
     global _limiter  # one per process
     if _limiter is None:
-        _limiter = (
-            FailOpenLimiter(RedisLimiter(settings.REDIS_URL)) if settings.REDIS_URL else InProcessLimiter()
-        )
+        _limiter = FailOpenLimiter(RedisLimiter(settings.REDIS_URL)) if settings.REDIS_URL else InProcessLimiter()
     return _limiter
 
 
@@ -440,8 +430,4 @@ def read_windows(principal: KeyPrincipal) -> Decision:
 
 
 def rfc3339(epoch_ms: int) -> str:
-    return (
-        datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
+    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

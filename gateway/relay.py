@@ -147,9 +147,7 @@ async def open_upstream(
 
 async def _send(request: Request, attempt: Attempt, body: bytes) -> aiohttp.ClientResponse:
     upstream = attempt.candidate.upstream
-    timeout = aiohttp.ClientTimeout(
-        total=None, sock_connect=upstream.connect_timeout, sock_read=upstream.read_timeout
-    )
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=upstream.connect_timeout, sock_read=upstream.read_timeout)
     return await client_session().request(
         request.method,
         anthropic.upstream_url(upstream, request),
@@ -190,9 +188,7 @@ async def _refused_credential(attempt: Attempt, response: aiohttp.ClientResponse
     health.cool_down(attempt.credential, float("inf"))
 
     await asyncio.shield(
-        upstream_credential_disable(
-            credential_id=attempt.credential.id, reason=f"refused with {response.status}"
-        )
+        upstream_credential_disable(credential_id=attempt.credential.id, reason=f"refused with {response.status}")
     )
 
 
@@ -201,9 +197,7 @@ def relayed_headers(response: aiohttp.ClientResponse) -> list[tuple[bytes, bytes
     headers = []
     for name, value in response.raw_headers:
         lower = name.lower()
-        if lower in RESPONSE_HEADERS_NOT_FORWARDED or lower.startswith(
-            RESPONSE_HEADER_PREFIXES_NOT_FORWARDED
-        ):
+        if lower in RESPONSE_HEADERS_NOT_FORWARDED or lower.startswith(RESPONSE_HEADER_PREFIXES_NOT_FORWARDED):
             continue
         headers.append((lower, value))
     return headers

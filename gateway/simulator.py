@@ -41,9 +41,7 @@ from aiohttp import web
 SIMULATOR_API_KEY = "sk-ant-simulator"
 
 # A fixed, realistic-looking signature: tests check that it survives the gateway byte for byte.
-THINKING_SIGNATURE = base64.b64encode(
-    hashlib.sha512(b"llmapi simulator thinking signature").digest() * 4
-).decode()
+THINKING_SIGNATURE = base64.b64encode(hashlib.sha512(b"llmapi simulator thinking signature").digest() * 4).decode()
 
 TEXT_ANSWER = "Hello from the simulator."
 THINKING_TEXT = "The user greets me. A short, friendly answer will do."
@@ -204,9 +202,7 @@ REQUEST_ID_KEY = web.RequestKey("simulator_request_id", str)
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(data), status=status, headers=headers, content_type="application/json"
-    )
+    return web.Response(body=orjson.dumps(data), status=status, headers=headers, content_type="application/json")
 
 
 def error_response(
@@ -582,12 +578,8 @@ async def injected_failure(request: web.Request) -> web.StreamResponse | None:
     headers = {"retry-after": format_seconds(failure.retry_after)} if failure.retry_after is not None else {}
     if failure.body is not None:
         body = failure.body.encode() if isinstance(failure.body, str) else orjson.dumps(failure.body)
-        return web.Response(
-            body=body, status=failure.status, headers=headers, content_type="application/json"
-        )
-    error_type = ERROR_TYPES.get(
-        failure.status, "api_error" if failure.status >= 500 else "invalid_request_error"
-    )
+        return web.Response(body=body, status=failure.status, headers=headers, content_type="application/json")
+    error_type = ERROR_TYPES.get(failure.status, "api_error" if failure.status >= 500 else "invalid_request_error")
     message = "Overloaded" if error_type == "overloaded_error" else f"Simulated failure ({failure.status})"
     return error_response(request, failure.status, error_type, message, failure.retry_after)
 
@@ -601,9 +593,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
         body = await read_body(request, {"model": str, "messages": list, "max_tokens": int})
         scenario = choose_scenario(request, body)
         if scenario not in SCENARIOS:
-            raise BadRequestError(
-                f"unknown simulator scenario {scenario!r}; known: {', '.join(sorted(SCENARIOS))}"
-            )
+            raise BadRequestError(f"unknown simulator scenario {scenario!r}; known: {', '.join(sorted(SCENARIOS))}")
         if scenario in ERROR_SCENARIOS:
             return error_response(request, *ERROR_SCENARIOS[scenario])
         script = build_script(scenario, request)
@@ -635,9 +625,7 @@ async def count_tokens(request: web.Request) -> web.Response:
 async def list_models(request: web.Request) -> web.Response:
     if refused := credentials_error(request):
         return refused
-    return json_response(
-        {"data": MODELS, "has_more": False, "first_id": MODELS[0]["id"], "last_id": MODELS[-1]["id"]}
-    )
+    return json_response({"data": MODELS, "has_more": False, "first_id": MODELS[0]["id"], "last_id": MODELS[-1]["id"]})
 
 
 async def get_model(request: web.Request) -> web.Response:
@@ -675,9 +663,7 @@ async def control_fail(request: web.Request) -> web.Response:
             body=spec.get("body"),
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        return json_response(
-            {"error": 'expected {"status": int, "count"?: int, "retry_after"?, "body"?}'}, 400
-        )
+        return json_response({"error": 'expected {"status": int, "count"?: int, "retry_after"?, "body"?}'}, 400)
     request.app[STATE_KEY].add_failure(failure)
     return json_response({"queued": True})
 
@@ -722,9 +708,7 @@ def build_simulator_app(state: SimulatorState | None = None) -> web.Application:
     return app
 
 
-def run_simulator(
-    host: str = "127.0.0.1", port: int = 8100, announce: Callable[[str], None] | None = None
-) -> None:
+def run_simulator(host: str = "127.0.0.1", port: int = 8100, announce: Callable[[str], None] | None = None) -> None:
     """Serve until interrupted (the `simulate_upstream` command).
 
     `announce` is called with the base URL once the socket listens, so what it prints is true.
@@ -795,9 +779,7 @@ class SimulatorThread:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        runner = web.AppRunner(
-            build_simulator_app(self.state), handler_cancellation=True, shutdown_timeout=1.0
-        )
+        runner = web.AppRunner(build_simulator_app(self.state), handler_cancellation=True, shutdown_timeout=1.0)
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.host, self.port)
@@ -819,9 +801,7 @@ class SimulatorThread:
     def reset(self) -> None:
         self.state.reset()
 
-    def fail_next(
-        self, status: int, count: int = 1, retry_after: float | None = None, body: Any = None
-    ) -> None:
+    def fail_next(self, status: int, count: int = 1, retry_after: float | None = None, body: Any = None) -> None:
         self.state.add_failure(Failure(status, count, retry_after, body))
 
     def set_bad_credentials(self, credentials: list[str]) -> None:

@@ -22,9 +22,7 @@ def estimate_input_tokens(payload: dict[str, object]) -> int:
     counter = _Counter()
     for name in ("system", "messages", "tools"):
         counter.visit(payload.get(name))
-    return max(
-        1, math.ceil(counter.characters / CHARACTERS_PER_TOKEN) + counter.attachments * TOKENS_PER_ATTACHMENT
-    )
+    return max(1, math.ceil(counter.characters / CHARACTERS_PER_TOKEN) + counter.attachments * TOKENS_PER_ATTACHMENT)
 
 
 class _Counter:

@@ -30,9 +30,7 @@ def api_key_list(*, user: User) -> QuerySet[ApiKey]:
 
 
 def api_key_principal(*, hashed_key: str) -> KeyPrincipal | None:
-    api_key = (
-        ApiKey.objects.active().select_related("user", "user__plan").filter(hashed_key=hashed_key).first()
-    )
+    api_key = ApiKey.objects.active().select_related("user", "user__plan").filter(hashed_key=hashed_key).first()
     return None if api_key is None else principal_of(api_key)
 
 

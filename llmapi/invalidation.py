@@ -46,9 +46,7 @@ def _publish_now(topic: str) -> None:
         _redis_client().publish(CHANNEL, topic)
     except redis.RedisError:
         # The gateway's caches expire on their own within their TTL; say so rather than fail the write.
-        logger.warning(
-            "could not publish invalidation %r; other processes catch up within the cache TTL", topic
-        )
+        logger.warning("could not publish invalidation %r; other processes catch up within the cache TTL", topic)
 
 
 def publish(topic: str) -> None:

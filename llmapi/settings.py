@@ -97,6 +97,16 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 300)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 240)
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A queue of our own per key prefix, so that deployments (or test runs) sharing a Redis keep apart.
+CELERY_TASK_DEFAULT_QUEUE = f"{REDIS_KEY_PREFIX}-tasks"
+CELERY_BEAT_SCHEDULE = {
+    "drain-usage": {
+        "task": "gateway.tasks.drain_usage",
+        "schedule": env_float("USAGE_DRAIN_INTERVAL_SECONDS", 2.0),
+        "options": {"expires": 30},  # a drain that waited this long is superseded by newer ones
+    },
+    "delete-old-usage-events": {"task": "gateway.tasks.delete_old_usage_events", "schedule": 24 * 3600.0},
+}
 
 AUTH_USER_MODEL = "accounts.User"
 AUTH_PASSWORD_VALIDATORS = [
@@ -134,6 +144,13 @@ GATEWAY_DEFAULT_COOLDOWN_SECONDS = env_float("GATEWAY_DEFAULT_COOLDOWN_SECONDS",
 GATEWAY_GUARD_MULTIPLIER = env_int("GATEWAY_GUARD_MULTIPLIER", 10)
 GATEWAY_LIMITER_TIMEOUT_SECONDS = env_float("GATEWAY_LIMITER_TIMEOUT_SECONDS", 1.0)
 GATEWAY_LIMITER_LOG_INTERVAL_SECONDS = env_float("GATEWAY_LIMITER_LOG_INTERVAL_SECONDS", 60.0)
+
+# Usage: how long raw events are kept (rollups stay), when a dead drain's entries are taken over, and how many
+# records a gateway process holds while Redis is away before writing them to the database itself.
+USAGE_RETENTION_DAYS = env_int("USAGE_RETENTION_DAYS", 30)
+USAGE_CLAIM_IDLE_SECONDS = env_float("USAGE_CLAIM_IDLE_SECONDS", 60.0)
+USAGE_DRAIN_BATCH_SIZE = env_int("USAGE_DRAIN_BATCH_SIZE", 500)
+USAGE_BUFFER_LIMIT = env_int("USAGE_BUFFER_LIMIT", 100_000)
 
 # Stripe: billing is off until both are set.
 STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY")

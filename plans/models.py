@@ -6,9 +6,7 @@ from django.db import models
 
 
 class Plan(models.Model):
-    slug = models.SlugField(
-        unique=True, help_text="Stable identifier, e.g. `pro`; used by commands and Stripe."
-    )
+    slug = models.SlugField(unique=True, help_text="Stable identifier, e.g. `pro`; used by commands and Stripe.")
     name = models.CharField(max_length=50)
     description = models.CharField(max_length=200, blank=True)
     requests_per_minute = models.PositiveIntegerField()
@@ -18,9 +16,7 @@ class Plan(models.Model):
         null=True, blank=True, help_text="Tokens per month; empty means unlimited."
     )
     price_monthly_cents = models.PositiveIntegerField(default=0, help_text="Price per month in US cents.")
-    stripe_price_id = models.CharField(
-        max_length=100, blank=True, help_text="Stripe Price for the subscription."
-    )
+    stripe_price_id = models.CharField(max_length=100, blank=True, help_text="Stripe Price for the subscription.")
     max_keys = models.PositiveIntegerField(help_text="The most API keys an account on this plan may hold.")
     display_order = models.PositiveSmallIntegerField(default=0)
     is_public = models.BooleanField(default=True, help_text="Shown on the pricing table.")

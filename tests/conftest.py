@@ -87,16 +87,14 @@ class Gateway:
 def gateway(asgi_server, simulator, live_server_db) -> Gateway:
     from gateway.routing import health
     from gateway.services import upstream_add
-    from gateway.usage import usage_sink
+    from gateway.usage import usage_writer
     from keys.services import api_key_create
 
     health.reset()
-    usage_sink.records.clear()
+    usage_writer.recent.clear()
     upstream_add(name="sim", base_url=simulator.base_url, credentials=["sk-ant-sim-primary"])
     # The biggest plan, so that tests not about limits never meet one.
-    user = User.objects.create_user(
-        "alice@example.com", "correct horse battery", plan=Plan.objects.get(slug="max-20x")
-    )
+    user = User.objects.create_user("alice@example.com", "correct horse battery", plan=Plan.objects.get(slug="max-20x"))
     key = api_key_create(user=user, name="laptop").secret
     return Gateway(asgi_server, simulator, user, key)
 

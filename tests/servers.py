@@ -7,12 +7,14 @@ while every request still crosses a real loopback HTTP connection.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from pathlib import Path
 
 import redis
 import uvicorn
@@ -29,9 +31,7 @@ class UvicornThread:
         self.base_url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False)
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
 
     def start(self) -> UvicornThread:
         self._thread.start()
@@ -52,8 +52,6 @@ def gateway_process(**env: str) -> Iterator[str]:
 
     `env` overrides the environment (e.g. REDIS_URL). Yields its base URL.
     """
-    database = settings.DATABASES["default"]  # the test database pytest-django created
-    database_url = f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
     port = free_port()
     process = subprocess.Popen(
         [
@@ -67,7 +65,7 @@ def gateway_process(**env: str) -> Iterator[str]:
             "warning",
         ],
         cwd=PROJECT_DIR,
-        env={**os.environ, "DATABASE_URL": database_url, "DEBUG": "0", **env},
+        env={**os.environ, "DATABASE_URL": test_database_url(), "DEBUG": "0", **env},
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
@@ -115,3 +113,30 @@ class RedisServer:
             return bool(redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping())
         except redis.ConnectionError:
             return False
+
+
+@contextmanager
+def celery_worker(tmp_path: Path, **env: str) -> Iterator[subprocess.Popen]:
+    """A Celery worker with embedded beat, in its own process group, on the test database."""
+    worker = [sys.executable, "-m", "celery", "-A", "llmapi", "worker", "--pool", "solo", "--loglevel", "WARNING"]
+    process = subprocess.Popen(
+        [*worker, "-B", "--schedule", str(tmp_path / "beat-schedule")],
+        cwd=PROJECT_DIR,
+        env={**os.environ, "DATABASE_URL": test_database_url(), "DEBUG": "0", **env},
+        start_new_session=True,  # one signal reaches the worker and its beat
+    )
+    try:
+        yield process
+    finally:
+        kill_group(process)
+
+
+def kill_group(process: subprocess.Popen, signal_number: int = signal.SIGKILL) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal_number)
+    process.wait(timeout=15)
+
+
+def test_database_url() -> str:
+    database = settings.DATABASES["default"]  # the test database pytest-django created
+    return f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"

@@ -15,9 +15,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 (
                     "pattern",
@@ -30,9 +28,7 @@ class Migration(migrations.Migration):
                 ("display_name", models.CharField(blank=True, max_length=200)),
                 (
                     "listed",
-                    models.BooleanField(
-                        default=False, help_text="Shown by GET /v1/models (exact names only)."
-                    ),
+                    models.BooleanField(default=False, help_text="Shown by GET /v1/models (exact names only)."),
                 ),
                 (
                     "released_at",
@@ -50,9 +46,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 ("name", models.SlugField(unique=True)),
                 (
@@ -72,9 +66,7 @@ class Migration(migrations.Migration):
                 ),
                 (
                     "read_timeout",
-                    models.FloatField(
-                        default=600.0, help_text="Seconds of silence before giving up on a read."
-                    ),
+                    models.FloatField(default=600.0, help_text="Seconds of silence before giving up on a read."),
                 ),
                 ("enabled", models.BooleanField(default=True)),
                 (
@@ -83,9 +75,7 @@ class Migration(migrations.Migration):
                 ),
                 (
                     "weight",
-                    models.PositiveSmallIntegerField(
-                        default=1, help_text="Share of traffic among equal priorities."
-                    ),
+                    models.PositiveSmallIntegerField(default=1, help_text="Share of traffic among equal priorities."),
                 ),
             ],
             options={
@@ -97,9 +87,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 ("label", models.CharField(blank=True, max_length=100)),
                 ("secret", models.CharField(max_length=500)),
@@ -124,9 +112,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 (
                     "upstream_model",

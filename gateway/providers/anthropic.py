@@ -11,9 +11,7 @@ def upstream_url(upstream: UpstreamInfo, request: Request) -> str:
     return upstream.base_url + request.path_and_query
 
 
-def upstream_headers(
-    upstream: UpstreamInfo, credential: Credential, request: Request
-) -> list[tuple[str, str]]:
+def upstream_headers(upstream: UpstreamInfo, credential: Credential, request: Request) -> list[tuple[str, str]]:
     """The client's end-to-end headers, betas and versions untouched, with our credential."""
     headers = [
         (name.decode("latin-1"), value.decode("latin-1"))

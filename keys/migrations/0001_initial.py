@@ -18,9 +18,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 ("name", models.CharField(max_length=100)),
                 (
@@ -29,9 +27,7 @@ class Migration(migrations.Migration):
                 ),
                 (
                     "prefix",
-                    models.CharField(
-                        help_text="The first characters of the key, for display.", max_length=20
-                    ),
+                    models.CharField(help_text="The first characters of the key, for display.", max_length=20),
                 ),
                 ("last_four", models.CharField(max_length=4)),
                 ("created_at", models.DateTimeField(auto_now_add=True)),

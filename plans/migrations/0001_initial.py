@@ -14,9 +14,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 (
                     "slug",
@@ -41,15 +39,11 @@ class Migration(migrations.Migration):
                 ),
                 (
                     "stripe_price_id",
-                    models.CharField(
-                        blank=True, help_text="Stripe Price for the subscription.", max_length=100
-                    ),
+                    models.CharField(blank=True, help_text="Stripe Price for the subscription.", max_length=100),
                 ),
                 (
                     "max_keys",
-                    models.PositiveIntegerField(
-                        help_text="The most API keys an account on this plan may hold."
-                    ),
+                    models.PositiveIntegerField(help_text="The most API keys an account on this plan may hold."),
                 ),
                 ("display_order", models.PositiveSmallIntegerField(default=0)),
                 ("is_public", models.BooleanField(default=True, help_text="Shown on the pricing table.")),

@@ -13,9 +13,7 @@ PLANS = [
 
 def seed_plans(apps, schema_editor):
     Plan = apps.get_model("plans", "Plan")
-    for order, (slug, name, per_minute, per_5_hours, per_week, price, max_keys, description) in enumerate(
-        PLANS
-    ):
+    for order, (slug, name, per_minute, per_5_hours, per_week, price, max_keys, description) in enumerate(PLANS):
         Plan.objects.update_or_create(
             slug=slug,
             defaults={

@@ -136,9 +136,7 @@ def test_body_over_32_mb_without_content_length(gateway):
             yield b"x" * (1024 * 1024)
 
     try:
-        response = httpx.post(
-            gateway.base_url + "/v1/messages", content=chunks(), headers={"x-api-key": gateway.key}
-        )
+        response = httpx.post(gateway.base_url + "/v1/messages", content=chunks(), headers={"x-api-key": gateway.key})
     except httpx.WriteError:
         return  # the gateway answered and closed before we finished sending: refused while reading
     assert_anthropic_error(response, 413, "request_too_large")

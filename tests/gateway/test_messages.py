@@ -8,7 +8,7 @@ import pytest
 
 from gateway.models import ModelRoute, RouteTarget, Upstream
 from gateway.simulator import THINKING_SIGNATURE, TOOL_INPUT
-from gateway.usage import usage_sink
+from gateway.usage import usage_writer
 from tests.helpers import wait_until
 
 HELLO = [{"role": "user", "content": "Hello"}]
@@ -16,8 +16,8 @@ HELLO = [{"role": "user", "content": "Hello"}]
 
 def usage_record(request_id: str):
     """The usage record of a request; it is emitted just after the response ends."""
-    wait_until(lambda: usage_sink.find(request_id) is not None, timeout=5)
-    return usage_sink.find(request_id)
+    wait_until(lambda: usage_writer.find(request_id) is not None, timeout=5)
+    return usage_writer.find(request_id)
 
 
 def test_non_stream_message(gateway):

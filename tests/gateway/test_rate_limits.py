@@ -35,10 +35,7 @@ def test_headers_count_down_then_429_names_the_window(gateway):
         response = post(gateway.base_url, gateway.key)
         assert response.status_code == 200
         remaining.append(int(response.headers["anthropic-ratelimit-requests-remaining"]))
-        assert (
-            response.headers["x-ratelimit-remaining"]
-            == response.headers["anthropic-ratelimit-requests-remaining"]
-        )
+        assert response.headers["x-ratelimit-remaining"] == response.headers["anthropic-ratelimit-requests-remaining"]
         assert response.headers["anthropic-ratelimit-requests-limit"] == "10"
         assert response.headers["llmapi-ratelimit-requests-5h-limit"] == "40"
         assert response.headers["llmapi-ratelimit-requests-week-limit"] == "200"
@@ -135,8 +132,7 @@ async def post_concurrently(bases: list[str], key: str, count: int) -> list[http
     headers = {"x-api-key": key}
     async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=count)) as client:
         requests = (
-            client.post(bases[i % len(bases)] + "/v1/messages", json=HELLO, headers=headers)
-            for i in range(count)
+            client.post(bases[i % len(bases)] + "/v1/messages", json=HELLO, headers=headers) for i in range(count)
         )
         return await asyncio.gather(*requests)
 

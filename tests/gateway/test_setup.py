@@ -15,9 +15,7 @@ SECRET = "sk-ant-api03-" + "s" * 40
 
 
 def test_upstream_add_routes_every_claude_model_by_default(capsys):
-    call_command(
-        "upstream", "add", "main", "--base-url", "https://api.anthropic.com/", "--credential", SECRET
-    )
+    call_command("upstream", "add", "main", "--base-url", "https://api.anthropic.com/", "--credential", SECRET)
     assert "Added upstream main" in capsys.readouterr().out
     upstream = Upstream.objects.get(name="main")
     assert upstream.base_url == "https://api.anthropic.com"
@@ -26,12 +24,8 @@ def test_upstream_add_routes_every_claude_model_by_default(capsys):
 
 
 def test_upstream_add_with_model_globs_and_a_fallback():
-    upstream_add(
-        name="first", base_url="https://a.example", credentials=["k1"], model_globs=["claude-sonnet-*"]
-    )
-    upstream_add(
-        name="second", base_url="https://b.example", credentials=["k2"], model_globs=["claude-sonnet-*"]
-    )
+    upstream_add(name="first", base_url="https://a.example", credentials=["k1"], model_globs=["claude-sonnet-*"])
+    upstream_add(name="second", base_url="https://b.example", credentials=["k2"], model_globs=["claude-sonnet-*"])
     names = [candidate.upstream.name for candidate in load_route_table().candidates("claude-sonnet-4-6")]
     assert names == ["first", "second"]
 
@@ -70,9 +64,7 @@ def test_upstream_list_masks_credentials(capsys):
 )
 def test_most_specific_route_first_then_fall_through(model, expected):
     upstream_add(name="everything", base_url="https://c.example", credentials=["k"], model_globs=["claude-*"])
-    upstream_add(
-        name="sonnet-family", base_url="https://b.example", credentials=["k"], model_globs=["claude-sonnet-*"]
-    )
+    upstream_add(name="sonnet-family", base_url="https://b.example", credentials=["k"], model_globs=["claude-sonnet-*"])
     upstream_add(
         name="sonnet-exact",
         base_url="https://a.example",

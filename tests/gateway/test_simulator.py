@@ -35,9 +35,7 @@ def client(simulator: SimulatorThread) -> Iterator[anthropic.Anthropic]:
 def post(simulator: SimulatorThread, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
     """A raw POST /v1/messages; bytes are sent as they are, anything else as JSON."""
     content = body if isinstance(body, bytes) else orjson.dumps(body)
-    return httpx.post(
-        f"{simulator.base_url}/v1/messages", content=content, headers={**API_HEADERS, **(headers or {})}
-    )
+    return httpx.post(f"{simulator.base_url}/v1/messages", content=content, headers={**API_HEADERS, **(headers or {})})
 
 
 def sse_events(raw: str) -> list[dict[str, Any]]:
@@ -382,9 +380,7 @@ def test_models_and_unknown_paths(client: anthropic.Anthropic, simulator: Simula
 
 def test_control_endpoints_over_http(simulator: SimulatorThread) -> None:
     control = f"{simulator.base_url}/_simulator"
-    httpx.post(
-        f"{control}/fail", json={"status": 500, "count": 1, "body": {"custom": True}}
-    ).raise_for_status()
+    httpx.post(f"{control}/fail", json={"status": 500, "count": 1, "body": {"custom": True}}).raise_for_status()
     httpx.post(f"{control}/bad_credentials", json={"credentials": ["sk-ant-bad"]}).raise_for_status()
 
     failed = post(simulator, stream_body())

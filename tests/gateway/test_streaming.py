@@ -6,7 +6,7 @@ import httpx
 import orjson
 import pytest
 
-from gateway.usage import usage_sink
+from gateway.usage import usage_writer
 from tests.helpers import wait_until
 
 
@@ -71,9 +71,7 @@ def test_every_event_has_an_event_line_equal_to_its_type(gateway):
 
 def test_deltas_are_relayed_before_the_upstream_finishes(gateway):
     headers = {"x-api-key": gateway.key, "x-simulator-deltas": "50", "x-simulator-delay-ms": "100"}
-    with httpx.stream(
-        "POST", gateway.base_url + "/v1/messages", json=stream_body("slow"), headers=headers
-    ) as response:
+    with httpx.stream("POST", gateway.base_url + "/v1/messages", json=stream_body("slow"), headers=headers) as response:
         received = b""
         for chunk in response.iter_raw():
             received += chunk
@@ -85,29 +83,25 @@ def test_deltas_are_relayed_before_the_upstream_finishes(gateway):
 
 def test_client_disconnect_cancels_the_upstream_and_still_records_usage(gateway):
     headers = {"x-api-key": gateway.key, "x-simulator-deltas": "200", "x-simulator-delay-ms": "50"}
-    with httpx.stream(
-        "POST", gateway.base_url + "/v1/messages", json=stream_body("slow"), headers=headers
-    ) as response:
+    with httpx.stream("POST", gateway.base_url + "/v1/messages", json=stream_body("slow"), headers=headers) as response:
         request_id = response.headers["request-id"]
         for chunk in response.iter_raw():
             if b"content_block_delta" in chunk:
                 break
     # The client has closed its connection; the gateway must give up the upstream stream.
     wait_until(lambda: gateway.simulator.stats()["cancelled_streams"] == 1, timeout=5)
-    wait_until(lambda: usage_sink.find(request_id) is not None, timeout=5)
-    record = usage_sink.find(request_id)
+    wait_until(lambda: usage_writer.find(request_id) is not None, timeout=5)
+    record = usage_writer.find(request_id)
     assert record.client_disconnected
     assert record.input_tokens >= 1  # from message_start, seen before the client left
 
 
 def test_usage_of_a_stream_comes_from_the_upstream_events(gateway):
     headers = {"x-api-key": gateway.key, "x-simulator-cache": "120,3000"}
-    with httpx.stream(
-        "POST", gateway.base_url + "/v1/messages", json=stream_body("text"), headers=headers
-    ) as response:
+    with httpx.stream("POST", gateway.base_url + "/v1/messages", json=stream_body("text"), headers=headers) as response:
         response.read()
         request_id = response.headers["request-id"]
-    wait_until(lambda: usage_sink.find(request_id) is not None, timeout=5)
-    record = usage_sink.find(request_id)
+    wait_until(lambda: usage_writer.find(request_id) is not None, timeout=5)
+    record = usage_writer.find(request_id)
     assert (record.cache_creation_input_tokens, record.cache_read_input_tokens) == (120, 3000)
     assert record.output_tokens == 4

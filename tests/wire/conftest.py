@@ -60,8 +60,7 @@ class NodeRunner:
             check=False,
         )
         assert completed.returncode == 0, (
-            f"{script} exited with {completed.returncode}\n"
-            f"stdout:\n{completed.stdout}\nstderr:\n{completed.stderr}"
+            f"{script} exited with {completed.returncode}\nstdout:\n{completed.stdout}\nstderr:\n{completed.stderr}"
         )
         return json.loads(completed.stdout.strip().splitlines()[-1])
 
@@ -264,9 +263,7 @@ class ClaudeCode:
 
     def diagnosis(self) -> str:
         """What went over the wire, for failure messages: Claude Code retries quietly."""
-        answers = [
-            (e.method, e.path, e.query_string, e.status, e.error_body[:300]) for e in self.traffic.exchanges
-        ]
+        answers = [(e.method, e.path, e.query_string, e.status, e.error_body[:300]) for e in self.traffic.exchanges]
         upstream = [(r["method"], r["path"], r["query_string"]) for r in self.simulator.requests()]
         return f"gateway saw {answers}; upstream saw {upstream}"
 

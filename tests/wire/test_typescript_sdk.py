@@ -92,9 +92,7 @@ def test_models_list_paginates_and_retrieve(gateway: Gateway, node: NodeRunner) 
 @pytest.mark.parametrize(
     ("model", "prompt", "good_key", "expected", "message_start"),
     [
-        pytest.param(
-            "gpt-4o", "Hello", True, ("NotFoundError", 404, "not_found_error"), "model: ", id="unknown-model"
-        ),
+        pytest.param("gpt-4o", "Hello", True, ("NotFoundError", 404, "not_found_error"), "model: ", id="unknown-model"),
         pytest.param(
             "claude-sonnet-4-6",
             "Hello",

@@ -18,9 +18,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         actions = parser.add_subparsers(dest="action", required=True)
-        add = actions.add_parser(
-            "add", help="Add an upstream (or more credentials to it) and route models to it."
-        )
+        add = actions.add_parser("add", help="Add an upstream (or more credentials to it) and route models to it.")
         add.add_argument("name")
         add.add_argument("--kind", default=UpstreamKind.ANTHROPIC, choices=UpstreamKind.values)
         add.add_argument("--base-url", required=True, help="e.g. https://api.anthropic.com")

@@ -1,0 +1,18 @@
+"""Celery tasks of the gateway: draining usage and keeping raw usage to its retention."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from gateway.services import usage_delete_old_events
+from gateway.usage_pipeline import drain_usage_stream
+
+
+@shared_task(ignore_result=True)
+def drain_usage() -> int:
+    return drain_usage_stream()
+
+
+@shared_task(ignore_result=True)
+def delete_old_usage_events() -> int:
+    return usage_delete_old_events()
