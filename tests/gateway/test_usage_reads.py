@@ -66,8 +66,8 @@ def test_totals_are_the_users_own(alice, usage):
 def test_daily_and_hourly_series(alice, usage):
     daily = usage_series(user=alice, granularity=Granularity.DAY, since=SINCE)
     assert [(point.day, totals.requests, totals.input_tokens) for point, totals in daily] == [
-        (24, 3, 600),
-        (25, 1, 400),
+        (DAY_ONE.day, 3, 600),
+        (DAY_TWO.day, 1, 400),
     ]
     hourly = usage_series(user=alice, granularity=Granularity.HOUR, since=SINCE, api_key_id=usage["laptop"].pk)
     assert [(point.hour, totals.requests) for point, totals in hourly] == [(10, 2), (10, 1)]
