@@ -1,0 +1,125 @@
+"""The usage drain's rate: events per second from the Redis stream into PostgreSQL (rollups included).
+
+    uv run python -m bench.drain_rate [--events 20000] [--repeats 3]
+
+It recreates its own database (llmapi_bench_drain), fills the usage stream with records of
+several keys and models under a private Redis key prefix, runs the same drain the Celery task
+runs, and reports the median rate of the repeats to stdout and bench/results/drain-<time>.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.provision import recreate_database, set_up_django
+
+DATABASE_URL = "postgres://postgres@127.0.0.1:5432/llmapi_bench_drain"
+RESULTS = Path(__file__).resolve().parent / "results"
+MODELS = ["claude-sonnet-4-6", "claude-opus-4-6", "claude-haiku-4-5"]
+
+
+def configure_environment() -> None:
+    os.environ.setdefault("DATABASE_URL", DATABASE_URL)
+    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+    os.environ.setdefault("SECRET_KEY", "bench-only-secret")
+    os.environ["REDIS_KEY_PREFIX"] = f"llmapi-bench-{uuid.uuid4().hex[:8]}"
+    os.environ["USAGE_CLAIM_IDLE_SECONDS"] = "3600"  # nothing here is abandoned
+
+
+def fill_stream(client, keys: list, events: int, run: int) -> None:
+    from gateway.usage import UsageRecord, stream_key
+
+    now = time.time()
+    pipe = client.pipeline(transaction=False)
+    for index in range(events):
+        key = keys[index % len(keys)]
+        record = UsageRecord(
+            f"req_bench_{run}_{index}",
+            key.pk,
+            key.user_id,
+            MODELS[index % len(MODELS)],
+            index % 2 == 0,
+            status=200,
+            input_tokens=100 + index % 50,
+            output_tokens=20,
+            ended_at=now - (index % 7200),  # spread over two hours: several rollup rows
+        )
+        pipe.xadd(stream_key(), {"r": record.to_json()})
+        if index % 1000 == 999:
+            pipe.execute()
+    pipe.execute()
+
+
+def measure(events: int, repeats: int) -> list[float]:
+    import redis
+    from django.conf import settings
+    from django.core.management import call_command
+
+    from accounts.models import User
+    from gateway.usage import stream_key
+    from gateway.usage_pipeline import drain_usage_stream
+    from keys.models import ApiKey
+    from keys.services import api_key_create
+    from plans.models import Plan
+
+    call_command("migrate", verbosity=0, interactive=False)
+    Plan.objects.filter(slug="free").update(max_keys=100)
+    user = User.objects.create_user("drain@bench.invalid")
+    for number in range(10):
+        api_key_create(user=user, name=f"bench {number}")
+    keys = list(ApiKey.objects.all())
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    rates = []
+    try:
+        for run in range(repeats):
+            fill_stream(client, keys, events, run)
+            started = time.perf_counter()
+            stored = drain_usage_stream(client=client, time_budget_seconds=3600)
+            elapsed = time.perf_counter() - started
+            if stored != events:
+                raise SystemExit(f"drained {stored} of {events} events")
+            rates.append(events / elapsed)
+            print(f"run {run + 1}: {events} events in {elapsed:.2f} s = {events / elapsed:,.0f} events/s")
+    finally:
+        client.delete(stream_key())
+        client.close()
+    return rates
+
+
+def report(events: int, rates: list[float]) -> str:
+    from django.conf import settings
+
+    return (
+        f"# Usage drain rate, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n\n"
+        f"{events:,} events per run, batches of {settings.USAGE_DRAIN_BATCH_SIZE}, {len(rates)} runs, "
+        "PostgreSQL and Redis on this machine (2 cores).\n\n"
+        "| figure | value |\n|---|---:|\n"
+        f"| median drain rate | {statistics.median(rates):,.0f} events/s |\n"
+        f"| slowest run | {min(rates):,.0f} events/s |\n"
+        f"| fastest run | {max(rates):,.0f} events/s |\n"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    arguments = parser.parse_args()
+    configure_environment()
+    recreate_database(os.environ["DATABASE_URL"])
+    set_up_django()
+    rates = measure(arguments.events, arguments.repeats)
+    text = report(arguments.events, rates)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"drain-{datetime.now(UTC):%Y%m%d-%H%M%S}.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
