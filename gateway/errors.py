@@ -9,12 +9,15 @@ import orjson
 
 from gateway.wire import ERROR_TYPE_OF_STATUS
 
-REQUEST_ID_ALPHABET = string.ascii_letters + string.digits
+REQUEST_ID_ALPHABET = (string.ascii_letters + string.digits).encode()
+# Random bytes mapped onto base62 in one C call: an id per request must cost next to nothing.
+# (256 is not a multiple of 62, so a few characters are slightly likelier: harmless for an id.)
+_BYTE_TO_CHARACTER = bytes(REQUEST_ID_ALPHABET[byte % len(REQUEST_ID_ALPHABET)] for byte in range(256))
 
 
 def new_request_id() -> str:
     """An id in Anthropic's style (`req_` and 24 base62 characters)."""
-    return "req_" + "".join(secrets.choice(REQUEST_ID_ALPHABET) for _ in range(24))
+    return "req_" + secrets.token_bytes(24).translate(_BYTE_TO_CHARACTER).decode()
 
 
 def error_body(error_type: str, message: str, request_id: str) -> bytes:
