@@ -1,8 +1,8 @@
 """The gateway's ASGI application, mounted on `/v1` by llmapi.asgi.
 
-Each request: find the endpoint, read the body (bounded), authenticate, then run the endpoint
-while watching for the client to go away. Errors of our own become Anthropic-shaped responses
-here and nowhere else.
+Each request: find the endpoint, authenticate, read the body (bounded), ask the limiter, then run
+the endpoint while watching for the client to go away. Errors of our own become Anthropic-shaped
+responses here and nowhere else.
 """
 
 from __future__ import annotations
