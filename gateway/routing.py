@@ -77,30 +77,42 @@ class Candidate:
     upstream_model: str
 
 
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """What the table knows of one model name, worked out once per table."""
+
+    routes: tuple[Route, ...]
+    groups: tuple[tuple[Target, ...], ...]  # targets of equal preference, most preferred first
+
+
 @dataclass
 class RouteTable:
     routes: list[Route]  # most specific first
-    _resolved: dict[str, tuple[Route, ...]] = field(default_factory=dict)
+    _resolved: dict[str, Resolution] = field(default_factory=dict)
+
+    def resolve(self, model: str) -> Resolution:
+        resolution = self._resolved.get(model)
+        if resolution is None:
+            routes = tuple(route for route in self.routes if _matches(route, model))
+            groups = tuple(group for route in routes for group in _groups_of_equal_preference(route.targets))
+            resolution = Resolution(routes, groups)
+            if len(self._resolved) < 10_000:  # bounded: model names come from clients
+                self._resolved[model] = resolution
+        return resolution
 
     def matching_routes(self, model: str) -> tuple[Route, ...]:
-        routes = self._resolved.get(model)
-        if routes is None:
-            routes = tuple(route for route in self.routes if _matches(route, model))
-            if len(self._resolved) < 10_000:  # bounded: model names come from clients
-                self._resolved[model] = routes
-        return routes
+        return self.resolve(model).routes
 
     def candidates(self, model: str) -> list[Candidate]:
         """Backends for `model` in the order to try them; equal ones shuffled by weight."""
         seen: set[tuple[int, str]] = set()
         ordered: list[Candidate] = []
-        for route in self.matching_routes(model):
-            for group in _groups_of_equal_preference(route.targets):
-                for target in _shuffled_by_weight(group):
-                    upstream_model = target.upstream_model or model
-                    if (target.upstream.id, upstream_model) not in seen:
-                        seen.add((target.upstream.id, upstream_model))
-                        ordered.append(Candidate(target.upstream, upstream_model))
+        for group in self.resolve(model).groups:
+            for target in _shuffled_by_weight(group):
+                upstream_model = target.upstream_model or model
+                if (target.upstream.id, upstream_model) not in seen:
+                    seen.add((target.upstream.id, upstream_model))
+                    ordered.append(Candidate(target.upstream, upstream_model))
         return ordered
 
     def listed_routes(self) -> list[Route]:
@@ -115,13 +127,13 @@ def _preference(target: Target) -> tuple[int, int]:
     return (target.position, target.upstream.priority)
 
 
-def _groups_of_equal_preference(targets: tuple[Target, ...]) -> list[list[Target]]:
+def _groups_of_equal_preference(targets: tuple[Target, ...]) -> list[tuple[Target, ...]]:
     """Targets by (position in the route, upstream priority), lowest first."""
     ordered = sorted(targets, key=_preference)
-    return [list(group) for _, group in itertools.groupby(ordered, key=_preference)]
+    return [tuple(group) for _, group in itertools.groupby(ordered, key=_preference)]
 
 
-def _shuffled_by_weight(targets: list[Target]) -> list[Target]:
+def _shuffled_by_weight(targets: tuple[Target, ...]) -> tuple[Target, ...] | list[Target]:
     if len(targets) < 2:
         return targets
     # Weighted order without replacement: a larger weight comes first more often.
