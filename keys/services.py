@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.selectors import user_has_verified_email
 from keys import keyformat
 from keys.models import ApiKey
 from llmapi.invalidation import publish
@@ -18,16 +19,27 @@ class ApiKeyLimitError(Exception):
     """The account already holds as many keys as its plan allows."""
 
 
+class EmailNotVerifiedError(Exception):
+    """A self-service key was asked for by an account that has not verified its email address."""
+
+    def __init__(self) -> None:
+        super().__init__("Verify your email address before creating an API key; we can send the link again.")
+
+
 @dataclass(frozen=True)
 class CreatedApiKey:
     api_key: ApiKey
     secret: str  # the full key: show it once, never store it
 
 
-def api_key_create(*, user: User, name: str) -> CreatedApiKey:
+def api_key_create(*, user: User, name: str, require_verified_email: bool = False) -> CreatedApiKey:
+    """A new key. The dashboard and the API pass `require_verified_email=True`; operator commands
+    create keys for accounts the operator vouches for, whose address nobody verified."""
     name = name.strip()
     if not name:
         raise ValueError("A key needs a name.")
+    if require_verified_email and not user_has_verified_email(user=user):
+        raise EmailNotVerifiedError
     with transaction.atomic():
         # Lock the user row so that two simultaneous creations cannot both pass the count below.
         User.objects.select_for_update().filter(pk=user.pk).first()

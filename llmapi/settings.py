@@ -39,6 +39,11 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "allauth",
+    "allauth.account",
+    "rest_framework",
+    "django_htmx",
     "accounts",
     "plans",
     "keys",
@@ -47,13 +52,19 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Serves the project's CSS/JS and htmx under any ASGI server (collectstatic output and, through
+    # WHITENOISE_USE_FINDERS below, the app folders too, so tests and fresh checkouts need no collectstatic).
+    "llmapi.static_files.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
 ]
+WHITENOISE_USE_FINDERS = True
 
 ROOT_URLCONF = "llmapi.urls"
 ASGI_APPLICATION = "llmapi.asgi.application"
@@ -151,6 +162,46 @@ USAGE_RETENTION_DAYS = env_int("USAGE_RETENTION_DAYS", 30)
 USAGE_CLAIM_IDLE_SECONDS = env_float("USAGE_CLAIM_IDLE_SECONDS", 60.0)
 USAGE_DRAIN_BATCH_SIZE = env_int("USAGE_DRAIN_BATCH_SIZE", 500)
 USAGE_BUFFER_LIMIT = env_int("USAGE_BUFFER_LIMIT", 100_000)
+
+# Accounts (allauth): email and password, no username, mandatory email verification.
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",  # the admin's login
+    "allauth.account.auth_backends.AuthenticationBackend",  # login by email, with allauth's rate limits
+]
+ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
+ACCOUNT_USER_MODEL_USERNAME_FIELD = None
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_EMAIL_VERIFICATION = "mandatory"
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+ACCOUNT_CONFIRM_EMAIL_ON_GET = False  # a link scanner fetching the mail's link must not verify the address
+ACCOUNT_CHANGE_EMAIL = True  # one address per account; a new one replaces it once verified
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_SESSION_REMEMBER = None  # ask ("Remember me")
+ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[LLM API] "
+ACCOUNT_DEFAULT_HTTP_PROTOCOL = _public.scheme
+# allauth's defaults, spelled out so that nobody switches them off by accident: failed logins are
+# limited per address and per IP, signups and password-reset mails per IP (counted in CACHES).
+ACCOUNT_RATE_LIMITS = {
+    "login_failed": "10/m/ip,5/5m/key",
+    "login": "30/m/ip",
+    "signup": "20/m/ip",
+    "reset_password": "20/m/ip,5/m/key",
+    "confirm_email": "1/3m/key",
+}
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "dashboard:overview"
+LOGOUT_REDIRECT_URL = "home"
+
+# REST API (/api/): the dashboard's own browser session (with CSRF), JSON only, one error handler.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser", "rest_framework.parsers.FormParser"],
+    "EXCEPTION_HANDLER": "llmapi.api_errors.api_exception_handler",
+}
 
 # Stripe: billing is off until both are set.
 STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY")

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from llmapi import views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("docs/", views.docs, name="docs"),
+    path("accounts/", include("allauth.urls")),
+    path("dashboard/", include("accounts.urls")),
+    path("dashboard/keys/", include("keys.urls")),
+    path("dashboard/plan/", include("plans.urls")),
+    path("api/", include("llmapi.api_urls")),
     path("admin/", admin.site.urls),
 ]
