@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, Q
 
 from gateway.models import (
     Granularity,
@@ -90,7 +90,20 @@ def usage_ingest(*, records: list[UsageRecord]) -> int:
         new = [record for record in new if record.key_id in known_keys]
         UsageEvent.objects.bulk_create(_event(record) for record in new)
         _add_to_rollups(new)
+        _stamp_last_use(new)
     return len(new)
+
+
+def _stamp_last_use(records: list[UsageRecord]) -> None:
+    """Each key's `last_used_at`, moved forward only (batches may arrive out of order)."""
+    latest: dict[int, float] = {}
+    for record in records:
+        latest[record.key_id] = max(latest.get(record.key_id, 0.0), record.ended_at)
+    for key_id, ended_at in latest.items():
+        used_at = datetime.fromtimestamp(ended_at, tz=UTC)
+        ApiKey.objects.filter(pk=key_id).filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=used_at)).update(
+            last_used_at=used_at
+        )
 
 
 def _event(record: UsageRecord) -> UsageEvent:

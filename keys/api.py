@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from gateway.selectors import WindowUsage, api_key_window_usage
 from keys.models import ApiKey
-from keys.selectors import api_key_get, api_key_list_with_last_use
+from keys.selectors import api_key_get, api_key_list
 from keys.services import api_key_create, api_key_revoke
 
 
@@ -22,11 +22,7 @@ class ApiKeyOutputSerializer(serializers.Serializer):
     name = serializers.CharField()
     masked = serializers.CharField()
     created_at = serializers.DateTimeField()
-    last_used_at = serializers.SerializerMethodField()
-
-    def get_last_used_at(self, api_key: ApiKey) -> str | None:
-        last_used = getattr(api_key, "last_used", api_key.last_used_at)
-        return None if last_used is None else serializers.DateTimeField().to_representation(last_used)
+    last_used_at = serializers.DateTimeField(allow_null=True)
 
 
 class ApiKeyInputSerializer(serializers.Serializer):
@@ -48,7 +44,7 @@ def windows_data(windows: list[WindowUsage]) -> list[dict[str, object]]:
 
 class ApiKeyListApi(APIView):
     def get(self, request: Request) -> Response:
-        keys = api_key_list_with_last_use(user=request.user)
+        keys = api_key_list(user=request.user)
         return Response(ApiKeyOutputSerializer(keys, many=True).data)
 
     def post(self, request: Request) -> Response:
@@ -83,7 +79,7 @@ class WindowListApi(APIView):
     """Every active key of the user with its windows."""
 
     def get(self, request: Request) -> Response:
-        keys = api_key_list_with_last_use(user=request.user)
+        keys = api_key_list(user=request.user)
         return Response(
             [
                 {"key": ApiKeyOutputSerializer(key).data, "windows": windows_data(api_key_window_usage(api_key=key))}

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Max, QuerySet
-from django.db.models.functions import Coalesce
+from django.db.models import QuerySet
 
 from accounts.models import User
 from keys.models import ApiKey
@@ -28,14 +27,6 @@ class KeyPrincipal:
 
 def api_key_list(*, user: User) -> QuerySet[ApiKey]:
     return ApiKey.objects.active().filter(user=user)
-
-
-def api_key_list_with_last_use(*, user: User) -> QuerySet[ApiKey]:
-    """The user's active keys, each with `last_used`: the key's own stamp, else its latest recorded request.
-
-    Recorded requests appear once the usage pipeline has stored them (seconds after the request).
-    """
-    return api_key_list(user=user).annotate(last_used=Coalesce("last_used_at", Max("usage_events__created_at")))
 
 
 def api_key_list_including_revoked(*, user: User) -> QuerySet[ApiKey]:

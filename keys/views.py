@@ -13,7 +13,7 @@ from accounts.models import User
 from accounts.selectors import user_has_verified_email
 from keys.forms import ApiKeyCreateForm
 from keys.models import ApiKey
-from keys.selectors import api_key_get, api_key_list_with_last_use
+from keys.selectors import api_key_get, api_key_list
 from keys.services import ApiKeyLimitError, CreatedApiKey, EmailNotVerifiedError, api_key_create, api_key_revoke
 from plans.selectors import plan_for_user
 
@@ -22,7 +22,7 @@ def render_key_page(
     request: HttpRequest, *, form: ApiKeyCreateForm, created: CreatedApiKey | None = None, status: int = 200
 ) -> HttpResponse:
     user: User = request.user
-    keys = list(api_key_list_with_last_use(user=user))
+    keys = list(api_key_list(user=user))
     plan = plan_for_user(user=user)
     context = {
         "form": form,

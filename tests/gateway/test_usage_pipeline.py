@@ -208,3 +208,13 @@ def test_embedded_mode_writes_usage_to_the_database_in_process(unlimited):
         usages = asyncio.run(send_many(base_url, unlimited.key, 30))
         wait_until(lambda: UsageEvent.objects.count() == 30, timeout=10)
     assert_exact(usages)
+
+
+@pytest.mark.django_db
+def test_ingest_stamps_each_keys_last_use_forward_only(alice):
+    key = api_key_create(user=alice, name="k").api_key
+    later = datetime(2026, 11, 25, 12, tzinfo=UTC)
+    usage_ingest(records=[record(key.pk, alice.pk, "req_late", ended_at=later.timestamp())])
+    usage_ingest(records=[record(key.pk, alice.pk, "req_early", ended_at=later.timestamp() - 60)])
+    key.refresh_from_db()
+    assert key.last_used_at == later
