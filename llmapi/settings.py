@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -32,7 +33,9 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [_public.hostname, "localhost", "127.0
 CSRF_TRUSTED_ORIGINS = [PUBLIC_ORIGIN, *env_list("CSRF_TRUSTED_ORIGINS")]
 
 INSTALLED_APPS = [
-    "daphne",  # first, so that `runserver` serves the ASGI application
+    # Daphne (first, so that `runserver` serves the ASGI application) only for that command: it
+    # pulls in Twisted, some 35 MB that no production server process needs.
+    *(["daphne"] if sys.argv[1:2] == ["runserver"] else []),
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
