@@ -306,23 +306,27 @@ async def serve(request: Request, receive: Receive, responder: Responder) -> Non
 
 
 async def run_until_disconnect(work: Awaitable[None], receive: Receive) -> None:
-    """Run `work`, cancelling it (and so the upstream request) if the client goes away."""
-    work_task = asyncio.ensure_future(work)
-    disconnect_task = asyncio.ensure_future(wait_for_disconnect(receive))
+    """Run `work` in this task, cancelling it (and so the upstream request) if the client goes away.
+
+    One watcher task per request, not two: the work stays in the server's own task.
+    """
+    this_task = asyncio.current_task()
+    watcher = asyncio.ensure_future(cancel_on_disconnect(receive, this_task))
     try:
-        await asyncio.wait({work_task, disconnect_task}, return_when=asyncio.FIRST_COMPLETED)
+        await work
+    except asyncio.CancelledError:
+        if not watcher.done() or watcher.cancelled():
+            raise  # cancelled by the server (shutting down), not by our watcher
+        this_task.uncancel()  # the client left: the work is abandoned, the request is over
     finally:
-        for task in (work_task, disconnect_task):
-            if not task.done():
-                task.cancel()
-        await asyncio.gather(disconnect_task, return_exceptions=True)
-    with contextlib.suppress(asyncio.CancelledError):
-        await work_task
+        watcher.cancel()
 
 
-async def wait_for_disconnect(receive: Receive) -> None:
+async def cancel_on_disconnect(receive: Receive, task: asyncio.Task) -> None:
+    # The body has been read in full, so the next message can only be the disconnect.
     while (await receive())["type"] != "http.disconnect":
         pass
+    task.cancel()
 
 
 async def lifespan(receive: Receive, send: Send) -> None:
