@@ -36,6 +36,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway.wire import ERROR_TYPE_OF_STATUS
+
 # Any credential works unless refused through /_simulator/bad_credentials; this is the one the
 # command suggests.
 SIMULATOR_API_KEY = "sk-ant-simulator"
@@ -79,20 +81,6 @@ ERROR_SCENARIOS: dict[str, tuple[int, str, str, int | None]] = {
 STREAM_SCENARIOS = {"text", "tool_use", "thinking", "error_mid_stream", "truncated", "slow"}
 SCENARIOS = STREAM_SCENARIOS | set(ERROR_SCENARIOS)
 
-# The error type Anthropic uses for a status, for injected failures.
-ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "billing_error",
-    403: "permission_error",
-    404: "not_found_error",
-    408: "timeout_error",
-    409: "conflict_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    504: "timeout_error",
-    529: "overloaded_error",
-}
 
 _ALPHABET = string.ascii_letters + string.digits
 
@@ -579,7 +567,9 @@ async def injected_failure(request: web.Request) -> web.StreamResponse | None:
     if failure.body is not None:
         body = failure.body.encode() if isinstance(failure.body, str) else orjson.dumps(failure.body)
         return web.Response(body=body, status=failure.status, headers=headers, content_type="application/json")
-    error_type = ERROR_TYPES.get(failure.status, "api_error" if failure.status >= 500 else "invalid_request_error")
+    error_type = ERROR_TYPE_OF_STATUS.get(
+        failure.status, "api_error" if failure.status >= 500 else "invalid_request_error"
+    )
     message = "Overloaded" if error_type == "overloaded_error" else f"Simulated failure ({failure.status})"
     return error_response(request, failure.status, error_type, message, failure.retry_after)
 
