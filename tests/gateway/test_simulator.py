@@ -267,7 +267,7 @@ def test_invalid_requests(simulator: SimulatorThread, body: Any, headers: dict[s
     ("status", "error_class", "error_type"),
     [
         (429, anthropic.RateLimitError, "rate_limit_error"),
-        (503, anthropic.InternalServerError, "api_error"),
+        (503, anthropic.InternalServerError, "overloaded_error"),
         (529, anthropic.OverloadedError, "overloaded_error"),
     ],
 )
