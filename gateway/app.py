@@ -133,35 +133,40 @@ async def candidates_for(model: str) -> list[Candidate]:
     return candidates
 
 
-def body_maker(request: Request, payload: dict[str, object], model: str) -> Callable[[Candidate], bytes]:
+def body_maker(request: Request, model: str) -> Callable[[Candidate], bytes]:
     """The body for each backend: byte for byte when it gets the requested name, else re-encoded."""
 
     def body_for(candidate: Candidate) -> bytes:
         if candidate.upstream_model == model:
             return request.body
-        return orjson.dumps({**payload, "model": candidate.upstream_model})
+        # Rare (a renamed target): parse again rather than hold the parsed body for a whole answer.
+        return orjson.dumps({**orjson.loads(request.body), "model": candidate.upstream_model})
 
     return body_for
 
 
+def model_and_stream_flag(body: bytes) -> tuple[str, bool]:
+    """What the gateway needs of a message request; the parsed body is let go at once."""
+    payload = parse_body(body, MESSAGE_FIELDS)
+    return str(payload["model"]), payload.get("stream") is True
+
+
 async def messages(request: Request, principal: KeyPrincipal, responder: Responder) -> None:
-    payload = parse_body(request.body, MESSAGE_FIELDS)
-    model = str(payload["model"])
+    model, wants_stream = model_and_stream_flag(request.body)
     started = time.perf_counter()
     record = UsageRecord(
         request_id=request.request_id,
         key_id=principal.key_id,
         user_id=principal.user_id,
         requested_model=model,
-        stream=payload.get("stream") is True,
+        stream=wants_stream,
     )
     decision = None
     try:
         candidates = await candidates_for(model)
         decision = await responder.ask_limiter(principal, "admit")
-        answer = await open_upstream(
-            request=request, candidates=candidates, body_for=body_maker(request, payload, model)
-        )
+        answer = await open_upstream(request=request, candidates=candidates, body_for=body_maker(request, model))
+        request.body = b""  # sent: not held for the length of the answer (10,000 streams x 50 KB adds up)
         if isinstance(answer, RefusedAnswer):
             record.status = answer.status
             await responder.whole(answer.status, answer.headers, answer.body)
@@ -248,9 +253,7 @@ async def count_tokens(request: Request, principal: KeyPrincipal, responder: Res
     candidates = await candidates_for(model)
     await responder.ask_limiter(principal, "guard")
     try:
-        answer = await open_upstream(
-            request=request, candidates=candidates, body_for=body_maker(request, payload, model)
-        )
+        answer = await open_upstream(request=request, candidates=candidates, body_for=body_maker(request, model))
     except GatewayError:
         answer = None  # no backend answered: an estimate serves the client better than an error
     if isinstance(answer, UpstreamAnswer):
