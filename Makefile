@@ -58,3 +58,8 @@ worker: sync
 
 beat: sync
 	$(UV) run celery -A llmapi beat --loglevel INFO
+
+# Load and latency benchmarks (bench/README.md): `make bench` for the full run (about 10 minutes),
+# `make bench BENCH_ARGS=--quick` for short runs; the report goes to bench/results/.
+bench: sync
+	$(UV) run python -m bench.run $(BENCH_ARGS)
