@@ -22,6 +22,7 @@ from gateway import catalog
 from gateway.auth import authenticate
 from gateway.cache import invalidation_listener
 from gateway.errors import GatewayError, error_body, new_request_id, sse_error_event
+from gateway.gc_tuning import tune_garbage_collection
 from gateway.http import (
     ClientDisconnectedError,
     Headers,
@@ -333,12 +334,16 @@ async def cancel_on_disconnect(receive: Receive, task: asyncio.Task) -> None:
 
 
 async def lifespan(receive: Receive, send: Send) -> None:
+    full_collections = None
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             await invalidation_listener.start()
+            full_collections = tune_garbage_collection()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            if full_collections is not None:
+                full_collections.cancel()
             await invalidation_listener.stop()
             await close_client_session()
             await close_limiter()

@@ -18,7 +18,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
-from llmapi.invalidation import CHANNEL, add_local_listener, deliver_locally
+from llmapi.invalidation import add_local_listener, channel, deliver_locally
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class InvalidationListener:
             client = redis.asyncio.Redis.from_url(settings.REDIS_URL)
             try:
                 async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(CHANNEL)
+                    await pubsub.subscribe(channel())
                     deliver_locally("*")  # whatever changed while we were not listening
                     subscribed.set()
                     delay = 0.5

@@ -20,20 +20,31 @@ def limit_headers(decision: Decision) -> Headers:
     if not decision.windows:
         return []  # the limiter could not be asked (fail open): nothing true to say
     minute, five_hours, week = decision.windows
-    headers = []
-    for prefix in (b"anthropic-ratelimit-requests-", b"x-ratelimit-"):
-        headers.extend(_window_headers(prefix, minute))
-    headers.extend(_window_headers(b"llmapi-ratelimit-requests-5h-", five_hours))
-    headers.extend(_window_headers(b"llmapi-ratelimit-requests-week-", week))
-    return headers
-
-
-def _window_headers(prefix: bytes, window: Window) -> Headers:
+    minute_values = _window_values(minute)  # formatted once, sent under two names
     return [
-        (prefix + b"limit", str(window.limit).encode()),
-        (prefix + b"remaining", str(window.remaining).encode()),
-        (prefix + b"reset", rfc3339(window.reset_at_ms).encode()),
+        *_named(MINUTE_NAMES, minute_values),
+        *_named(PRODUCT_MINUTE_NAMES, minute_values),
+        *_named(FIVE_HOUR_NAMES, _window_values(five_hours)),
+        *_named(WEEK_NAMES, _window_values(week)),
     ]
+
+
+def _header_names(prefix: bytes) -> tuple[bytes, bytes, bytes]:
+    return (prefix + b"limit", prefix + b"remaining", prefix + b"reset")
+
+
+MINUTE_NAMES = _header_names(b"anthropic-ratelimit-requests-")
+PRODUCT_MINUTE_NAMES = _header_names(b"x-ratelimit-")
+FIVE_HOUR_NAMES = _header_names(b"llmapi-ratelimit-requests-5h-")
+WEEK_NAMES = _header_names(b"llmapi-ratelimit-requests-week-")
+
+
+def _window_values(window: Window) -> tuple[bytes, bytes, bytes]:
+    return (str(window.limit).encode(), str(window.remaining).encode(), rfc3339(window.reset_at_ms).encode())
+
+
+def _named(names: tuple[bytes, bytes, bytes], values: tuple[bytes, bytes, bytes]) -> Headers:
+    return list(zip(names, values, strict=True))
 
 
 def rate_limited(decision: Decision, principal: KeyPrincipal) -> GatewayError:

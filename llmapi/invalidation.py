@@ -17,7 +17,6 @@ import redis
 from django.conf import settings
 from django.db import transaction
 
-CHANNEL = "llmapi:invalidate"
 logger = logging.getLogger(__name__)
 
 _local_listeners: list[Callable[[str], None]] = []
@@ -38,12 +37,17 @@ def _redis_client() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
 
 
+def channel() -> str:
+    # Under the key prefix, so that deployments (or test runs) sharing a Redis keep their caches apart.
+    return f"{settings.REDIS_KEY_PREFIX}:invalidate"
+
+
 def _publish_now(topic: str) -> None:
     deliver_locally(topic)
     if not settings.REDIS_URL:
         return
     try:
-        _redis_client().publish(CHANNEL, topic)
+        _redis_client().publish(channel(), topic)
     except redis.RedisError:
         # The gateway's caches expire on their own within their TTL; say so rather than fail the write.
         logger.warning("could not publish invalidation %r; other processes catch up within the cache TTL", topic)
