@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from gateway.cache import TtlCache, database_read, on_invalidation
+from gateway.cache import TtlCache, in_database_thread
 from gateway.errors import GatewayError
 from keys import keyformat
 from keys.selectors import KeyPrincipal, api_key_principal
+from llmapi.invalidation import add_local_listener
 
 # Claude Code recognises this wording for a bad key.
 INVALID_KEY_MESSAGE = "invalid x-api-key"
 MISSING_KEY_MESSAGE = "x-api-key header is required"
 
 _principals: TtlCache[str, KeyPrincipal | None] = TtlCache(settings.GATEWAY_CACHE_TTL_SECONDS)
-_load_principal = database_read(lambda hashed_key: api_key_principal(hashed_key=hashed_key))
+_load_principal = in_database_thread(lambda hashed_key: api_key_principal(hashed_key=hashed_key))
 
 
 def presented_key(headers: dict[bytes, bytes]) -> str | None:
@@ -57,4 +58,4 @@ def _invalidate(topic: str) -> None:
         _principals.clear()
 
 
-on_invalidation(_invalidate)
+add_local_listener(_invalidate)

@@ -18,7 +18,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
-from llmapi.invalidation import add_local_listener, channel, deliver_locally
+from llmapi.invalidation import channel, deliver_locally
 
 logger = logging.getLogger(__name__)
 
@@ -83,8 +83,9 @@ def _with_fresh_connection(function: Callable[..., ResultT]) -> Callable[..., Re
     return run
 
 
-def database_read(function: Callable[..., ResultT]) -> Callable[..., Awaitable[ResultT]]:
-    """Run a synchronous ORM read from the gateway's event loop."""
+def in_database_thread(function: Callable[..., ResultT]) -> Callable[..., Awaitable[ResultT]]:
+    """`function` (synchronous ORM code) made awaitable from the gateway's event loop: the one way
+    the gateway reaches the database, reads and writes alike."""
     return sync_to_async(_with_fresh_connection(function), thread_sensitive=True)
 
 
@@ -132,7 +133,3 @@ class InvalidationListener:
 
 
 invalidation_listener = InvalidationListener()
-
-
-def on_invalidation(listener: Callable[[str], None]) -> None:
-    add_local_listener(listener)

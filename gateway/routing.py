@@ -17,8 +17,9 @@ from fnmatch import fnmatchcase
 
 from django.conf import settings
 
-from gateway.cache import TtlCache, database_read, on_invalidation
+from gateway.cache import TtlCache, in_database_thread
 from gateway.models import ModelRoute, Upstream
+from llmapi.invalidation import add_local_listener
 
 GLOB_CHARACTERS = "*?["
 
@@ -187,7 +188,7 @@ def load_route_table() -> RouteTable:
 
 
 _tables: TtlCache[str, RouteTable] = TtlCache(settings.GATEWAY_CACHE_TTL_SECONDS)
-_load_route_table = database_read(load_route_table)
+_load_route_table = in_database_thread(load_route_table)
 
 
 async def route_table() -> RouteTable:
@@ -199,7 +200,7 @@ def _invalidate(topic: str) -> None:
         _tables.clear()
 
 
-on_invalidation(_invalidate)
+add_local_listener(_invalidate)
 
 
 class HealthBoard:

@@ -6,11 +6,11 @@ import logging
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Max, Q
 
+from gateway.cache import in_database_thread
 from gateway.models import (
     Granularity,
     ModelRoute,
@@ -67,7 +67,7 @@ def _credential_disable(credential_id: int, reason: str) -> None:
 
 async def upstream_credential_disable(*, credential_id: int, reason: str) -> None:
     """Take a credential the upstream refused out of service, in every process."""
-    await sync_to_async(_credential_disable, thread_sensitive=True)(credential_id, reason)
+    await in_database_thread(_credential_disable)(credential_id, reason)
 
 
 def usage_ingest(*, records: list[UsageRecord]) -> int:

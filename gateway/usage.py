@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import orjson
 import redis
 import redis.asyncio
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
@@ -92,9 +91,11 @@ class DatabaseTarget:
     """Writes records straight to the database (embedded mode, and the last resort)."""
 
     async def write(self, records: list[UsageRecord]) -> None:
+        # Imported here: gateway.services imports this module (for UsageRecord).
+        from gateway.cache import in_database_thread
         from gateway.services import usage_ingest
 
-        await sync_to_async(usage_ingest, thread_sensitive=True)(records=records)
+        await in_database_thread(usage_ingest)(records=records)
 
     async def close(self) -> None:
         return None

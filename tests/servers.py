@@ -65,7 +65,7 @@ def gateway_process(**env: str) -> Iterator[str]:
             "warning",
         ],
         cwd=PROJECT_DIR,
-        env={**os.environ, "DATABASE_URL": test_database_url(), "DEBUG": "0", **env},
+        env={**os.environ, "DATABASE_URL": database_url_of_tests(), "DEBUG": "0", **env},
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
@@ -122,7 +122,7 @@ def celery_worker(tmp_path: Path, **env: str) -> Iterator[subprocess.Popen]:
     process = subprocess.Popen(
         [*worker, "-B", "--schedule", str(tmp_path / "beat-schedule")],
         cwd=PROJECT_DIR,
-        env={**os.environ, "DATABASE_URL": test_database_url(), "DEBUG": "0", **env},
+        env={**os.environ, "DATABASE_URL": database_url_of_tests(), "DEBUG": "0", **env},
         start_new_session=True,  # one signal reaches the worker and its beat
     )
     try:
@@ -137,6 +137,6 @@ def kill_group(process: subprocess.Popen, signal_number: int = signal.SIGKILL) -
     process.wait(timeout=15)
 
 
-def test_database_url() -> str:
+def database_url_of_tests() -> str:
     database = settings.DATABASES["default"]  # the test database pytest-django created
     return f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
