@@ -24,6 +24,7 @@ import redis
 import redis.asyncio
 from django.conf import settings
 
+from gateway.redis_keys import key_window_keys
 from keys.selectors import KeyPrincipal
 
 logger = logging.getLogger(__name__)
@@ -134,10 +135,8 @@ def guard_limit_for(principal: KeyPrincipal) -> int:
     return principal.requests_per_minute * settings.GATEWAY_GUARD_MULTIPLIER
 
 
-def window_keys(key_id: int) -> list[str]:
-    # One hash tag per key, so that all its windows live on one Redis Cluster slot.
-    prefix = f"{settings.REDIS_KEY_PREFIX}:rl:{{{key_id}}}"
-    return [f"{prefix}:minute", f"{prefix}:5h", f"{prefix}:week", f"{prefix}:guard"]
+def window_keys(principal: KeyPrincipal) -> list[str]:
+    return key_window_keys(user_id=principal.user_id, key_id=principal.key_id)
 
 
 # KEYS: minute, 5h, week, guard. ARGV: now_ms, mode (admit|guard|peek), member, the three plan
@@ -253,13 +252,11 @@ class RedisLimiter:
 
     async def decide(self, principal: KeyPrincipal, mode: str, member: str) -> Decision:
         now_ms = int(self._clock() * 1000)
-        raw = await self._decide(
-            keys=window_keys(principal.key_id), args=_script_arguments(principal, mode, member, now_ms)
-        )
+        raw = await self._decide(keys=window_keys(principal), args=_script_arguments(principal, mode, member, now_ms))
         return decision_from_counts(_counts(raw), principal, now_ms)
 
     async def give_back(self, principal: KeyPrincipal, member: str) -> None:
-        await self._give_back(keys=window_keys(principal.key_id)[:3], args=[member])
+        await self._give_back(keys=window_keys(principal)[:3], args=[member])
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -271,7 +268,7 @@ def read_windows_from_redis(url: str, principal: KeyPrincipal, clock: Clock = ti
     try:
         now_ms = int(clock() * 1000)
         raw = client.register_script(DECIDE_SCRIPT)(
-            keys=window_keys(principal.key_id), args=_script_arguments(principal, "peek", "", now_ms)
+            keys=window_keys(principal), args=_script_arguments(principal, "peek", "", now_ms)
         )
         return decision_from_counts(_counts(raw), principal, now_ms)
     except redis.RedisError:

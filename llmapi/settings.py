@@ -96,6 +96,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Redis: limits, caches, the usage stream and Celery's broker. Unset: in-process fallbacks.
 REDIS_URL = env_str("REDIS_URL")
 REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", "llmapi")  # lets deployments (or test runs) share a Redis
+REDIS_SHARDS = env_int("REDIS_SHARDS", 1)  # Redis Cluster slots the accounts are spread over (gateway/redis_keys.py)
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
