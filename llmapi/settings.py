@@ -223,6 +223,9 @@ if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=False)
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if _public.scheme == "https" else 0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+# Addresses (IPs or CIDRs) of the reverse proxies in front of the web processes. Only a peer listed here
+# may set the client address through X-Forwarded-For; empty, the TCP peer is the client.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
 # Behind a TLS-terminating proxy only: trust its X-Forwarded-Proto header.
 if env_bool("TRUST_PROXY_SSL_HEADER", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
