@@ -30,6 +30,66 @@ def request_body(model: str, *, stream: bool) -> bytes:
     )
 
 
+CLAUDE_CODE_SIZE = 48 * 1024  # what a Claude Code turn sends, give or take: tools, system prompt, history
+
+
+def claude_code_request_body(model: str, *, stream: bool, size: int = CLAUDE_CODE_SIZE) -> bytes:
+    """A request shaped like Claude Code's: tool definitions, a long system prompt and a tool-using history.
+
+    Deterministic, and padded with history turns until it reaches `size` bytes or just over.
+    """
+    tools = [
+        {
+            "name": f"tool_{number}",
+            "description": f"Tool number {number}: reads, edits or searches files of the project. " * 6,
+            "input_schema": {
+                "type": "object",
+                "properties": {
+                    "path": {"type": "string", "description": "The absolute path of the file to work on."},
+                    "pattern": {"type": "string", "description": "A regular expression to look for."},
+                    "limit": {"type": "integer", "description": "How many lines to read at most."},
+                },
+                "required": ["path"],
+            },
+        }
+        for number in range(16)
+    ]
+    request: dict[str, object] = {
+        "model": model,
+        "max_tokens": 32000,
+        "stream": stream,
+        "system": [
+            {"type": "text", "text": "You are an interactive command line tool that helps with software work. " * 40}
+        ],
+        "tools": tools,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Find where the limits are checked."}]}],
+        "metadata": {"user_id": "user_bench_account_0000_session_0000"},
+    }
+    turn = 0
+    while len(orjson.dumps(request)) < size:
+        turn += 1
+        request["messages"] += [
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "text", "text": f"Let me look at file {turn}."},
+                    {"type": "tool_use", "id": f"toolu_{turn:020d}", "name": "tool_1", "input": {"path": f"/f{turn}"}},
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": f"toolu_{turn:020d}",
+                        "content": f"line {turn}: def check(window, used, limit): return used < limit\n" * 12,
+                    }
+                ],
+            },
+        ]
+    return orjson.dumps(request)
+
+
 def message(model: str) -> dict[str, object]:
     return {
         "id": "msg_bench_0000000000000000000000",

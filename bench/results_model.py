@@ -78,6 +78,9 @@ class Results:
     ceiling_rps: Repeats = field(default_factory=Repeats)  # if the bench had the machine to itself
     stream_rps: Paired = field(default_factory=Paired)
     stream_cpu_ms: Repeats = field(default_factory=Repeats)
+    large_rps: Paired = field(default_factory=Paired)  # Claude Code-sized requests (bench/bodies.py)
+    large_cpu_ms: Repeats = field(default_factory=Repeats)
+    large_share_of_direct: Repeats = field(default_factory=Repeats)  # gateway / direct throughput, turn by turn
     ttfb_p50_ms: Paired = field(default_factory=Paired)
     ttfb_p99_ms: Paired = field(default_factory=Paired)
     errors: dict[str, int] = field(default_factory=dict)  # failed requests per measurement

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import math
 import os
 import platform
 import secrets
@@ -183,6 +184,7 @@ class Rig:
     env: dict[str, str]
     body_json: Path
     body_stream: Path
+    body_large: Path  # a Claude Code-sized non-stream request
     paced_pids: list[int]
 
     def gateway(self, kind: str = "uvicorn") -> GatewayServer:
@@ -271,7 +273,9 @@ def rig(options: Options, database_url: str, redis_url: str) -> Iterator[Rig]:
         body_json, body_stream = tmp / "message.json", tmp / "stream.json"
         body_json.write_bytes(bodies.request_body(bodies.FIXED_MODEL, stream=False))
         body_stream.write_bytes(bodies.request_body(bodies.FIXED_MODEL, stream=True))
-        yield Rig(tmp, nginx, paced_url, keys, env, body_json, body_stream, [paced.pid])
+        body_large = tmp / "large.json"
+        body_large.write_bytes(bodies.claude_code_request_body(bodies.FIXED_MODEL, stream=False))
+        yield Rig(tmp, nginx, paced_url, keys, env, body_json, body_stream, body_large, [paced.pid])
 
 
 # --------------------------------------------------------------------------- phases
@@ -385,11 +389,22 @@ def request_phase(rig: Rig, options: Options, results: Results) -> None:
             results.stream_rps.add(stream_direct.wrk.rate, stream.wrk.rate)
             results.stream_cpu_ms.add(stream.cpu_ms_per_request)
             results.count_errors("stream, 64 clients", stream.wrk.errors)
+            large_requests(rig, options, results, direct=direct, gateway=gateway)
         if options.profile:
             profile(rig, options, results, gateway)
         results.after_load_rss_mb = settle_rss(server)
     finally:
         server.stop()
+
+
+def large_requests(rig: Rig, options: Options, results: Results, *, direct: Target, gateway: Target) -> None:
+    """Claude Code-sized requests (about 48 KB), direct and through the gateway, 64 clients each."""
+    run = partial(load, path=MESSAGES, body_file=rig.body_large, connections=64, seconds=options.seconds)
+    large_direct, large = run(direct), run(gateway)
+    results.large_rps.add(large_direct.wrk.rate, large.wrk.rate)
+    results.large_share_of_direct.add(large.wrk.rate / large_direct.wrk.rate if large_direct.wrk.rate else math.nan)
+    results.large_cpu_ms.add(large.cpu_ms_per_request)
+    results.count_errors("48 KB non-stream, 64 clients", large.wrk.errors)
 
 
 def cpu_ceiling(split: CpuSplit, requests: int) -> float:
