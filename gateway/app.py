@@ -13,8 +13,10 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
+import msgspec
 import orjson
 from django.conf import settings
 
@@ -105,9 +107,14 @@ def parse_body(body: bytes, required: dict[str, type]) -> dict[str, object]:
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
-        raise GatewayError(400, "The request body is not valid JSON.") from None
+        raise GatewayError(400, NOT_JSON_MESSAGE) from None
     if not isinstance(payload, dict):
-        raise GatewayError(400, "The request body must be a JSON object.")
+        raise GatewayError(400, NOT_AN_OBJECT_MESSAGE)
+    check_fields(payload, required)
+    return payload
+
+
+def check_fields(payload: dict[str, object], required: dict[str, type]) -> None:
     for name, expected in required.items():
         if name not in payload:
             raise GatewayError(400, f"{name}: Field required")
@@ -116,12 +123,50 @@ def parse_body(body: bytes, required: dict[str, type]) -> dict[str, object]:
             raise GatewayError(400, f"{name}: Input should be a valid {TYPE_WORDS[expected]}")
         if value == "":
             raise GatewayError(400, f"{name}: String should have at least 1 character")
-    return payload
 
 
+NOT_JSON_MESSAGE = "The request body is not valid JSON."
+NOT_AN_OBJECT_MESSAGE = "The request body must be a JSON object."
 TYPE_WORDS = {str: "string", list: "list", int: "integer"}
 MESSAGE_FIELDS = {"model": str, "messages": list, "max_tokens": int}
 COUNT_FIELDS = {"model": str, "messages": list}
+
+
+class MessageFields(msgspec.Struct):
+    """What the gateway reads of a Messages request. The rest (a Claude Code turn sends some 50 KB of
+    tools and history) is checked for JSON syntax and skipped without building a Python object."""
+
+    model: Any = msgspec.UNSET
+    stream: Any = msgspec.UNSET
+    max_tokens: Any = msgspec.UNSET
+    messages: msgspec.Raw = msgspec.UNSET
+
+
+_message_fields_decoder = msgspec.json.Decoder(MessageFields)
+
+
+def read_message_fields(body: bytes) -> MessageFields:
+    """The fields of a Messages request, checked with the same rules and words as `parse_body`."""
+    try:
+        if not body.isascii():
+            body.decode()  # the skipped parts must be UTF-8 too, as a full parse would insist
+        fields = _message_fields_decoder.decode(body)
+    except msgspec.ValidationError:  # a subclass of DecodeError: the JSON is fine, its top level is not an object
+        raise GatewayError(400, NOT_AN_OBJECT_MESSAGE) from None
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        raise GatewayError(400, NOT_JSON_MESSAGE) from None
+    present = {
+        "model": fields.model,
+        "max_tokens": fields.max_tokens,
+        # Only its kind matters here: a list stands for a list, anything else for a wrong type.
+        "messages": msgspec.UNSET
+        if fields.messages is msgspec.UNSET
+        else []
+        if memoryview(fields.messages)[:1] == b"["
+        else None,
+    }
+    check_fields({name: value for name, value in present.items() if value is not msgspec.UNSET}, MESSAGE_FIELDS)
+    return fields
 
 
 async def candidates_for(model: str) -> list[Candidate]:
@@ -147,9 +192,9 @@ def body_maker(request: Request, model: str) -> Callable[[Candidate], bytes]:
 
 
 def model_and_stream_flag(body: bytes) -> tuple[str, bool]:
-    """What the gateway needs of a message request; the parsed body is let go at once."""
-    payload = parse_body(body, MESSAGE_FIELDS)
-    return str(payload["model"]), payload.get("stream") is True
+    """What the gateway needs of a message request."""
+    fields = read_message_fields(body)
+    return str(fields.model), fields.stream is True
 
 
 async def messages(request: Request, principal: KeyPrincipal, responder: Responder) -> None:

@@ -83,6 +83,23 @@ def test_disabled_account_is_forbidden(gateway, anthropic_errors):
     [
         (b"{not json", "The request body is not valid JSON."),
         (b"[1, 2]", "The request body must be a JSON object."),
+        # Parts the gateway skips unparsed must still be valid JSON and UTF-8.
+        (
+            b'{"model": "claude-sonnet-4-6", "max_tokens": 5, "messages": [{"role": "user",]}',
+            "The request body is not valid JSON.",
+        ),
+        (
+            b'{"model": "claude-sonnet-4-6", "max_tokens": 5, "messages": [], "system": "\xff"}',
+            "The request body is not valid JSON.",
+        ),
+        (
+            b'{"model": "claude-sonnet-4-6", "max_tokens": 5, "messages": []} trailing',
+            "The request body is not valid JSON.",
+        ),
+        (
+            b'{"model": "claude-sonnet-4-6", "messages": "[]", "max_tokens": 5}',
+            "messages: Input should be a valid list",
+        ),
         (b'{"messages": [], "max_tokens": 5}', "model: Field required"),
         (b'{"model": 5, "messages": [], "max_tokens": 5}', "model: Input should be a valid string"),
         (b'{"model": "claude-sonnet-4-6", "max_tokens": 5}', "messages: Field required"),
