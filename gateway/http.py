@@ -61,15 +61,17 @@ def request_from_scope(scope: Scope, request_id: str) -> Request:
 class InflightBodies:
     """The request-body bytes this process holds, under a ceiling.
 
-    A request takes its declared length before a byte is read (an upload that cannot fit is
-    refused at once), and more as chunks beyond it arrive; it gives its share back when the body
+    A request takes its share for its declared length before a byte is read (an upload that cannot
+    fit is refused at once), and more as chunks beyond it arrive; it gives its share back when the body
     has been sent on (`let_go`) or the request ends.
     """
 
     def __init__(self) -> None:
         self.held = 0
 
-    def take(self, request: Request, size: int) -> None:
+    def take(self, request: Request, body_size: int) -> None:
+        # Joined from its chunks, then parsed, a body briefly costs about twice its size.
+        size = 2 * body_size
         extra = size - request.held_body_bytes
         if extra <= 0:
             return

@@ -695,13 +695,10 @@ class FailOpenLimiter:
         if not self.inner.circuit.allows():
             return self._unchecked(principal, mode)
         try:
-            decision = await self.inner.decide(principal, mode, member)
+            return await self.inner.decide(principal, mode, member)
         except UNREACHABLE as exc:
             self._failed(exc)
             return self._unchecked(principal, mode)
-        if self._unrecorded and self._backfilling is None:
-            self._backfilling = asyncio.get_running_loop().create_task(self._backfill(), name="limiter-backfill")
-        return decision
 
     async def give_back(self, principal: KeyPrincipal, member: str) -> Decision:
         try:
@@ -719,27 +716,36 @@ class FailOpenLimiter:
 
     async def close(self) -> None:
         if self._backfilling is not None:
+            self._backfilling.cancel()
             await asyncio.gather(self._backfilling, return_exceptions=True)
         await self.inner.close()
 
     def _unchecked(self, principal: KeyPrincipal, mode: str) -> Decision:
         self.failures += 1
         if mode == "admit":
-            _, admissions = self._unrecorded.get(principal.key_id, (principal, 0))
-            self._unrecorded[principal.key_id] = (principal, admissions + 1)
+            self._remember(principal, 1)
+            if self._backfilling is None:
+                self._backfilling = asyncio.get_running_loop().create_task(self._backfill(), name="limiter-backfill")
         return UNKNOWN
 
+    def _remember(self, principal: KeyPrincipal, admissions: int) -> None:
+        _, earlier = self._unrecorded.get(principal.key_id, (principal, 0))
+        self._unrecorded[principal.key_id] = (principal, earlier + admissions)
+
     async def _backfill(self) -> None:
-        pending, self._unrecorded = self._unrecorded, {}
+        """Until Redis has counted every unchecked admission: tried once a second, whether or not
+        this process gets another request (with several workers, it may not)."""
         try:
-            outcomes = await asyncio.gather(
-                *(self.inner.backfill(principal, admissions) for principal, admissions in pending.values()),
-                return_exceptions=True,
-            )
-            for (principal, admissions), outcome in zip(pending.values(), outcomes, strict=True):
-                if isinstance(outcome, BaseException):  # still away: keep it for the next time
-                    _, later = self._unrecorded.get(principal.key_id, (principal, 0))
-                    self._unrecorded[principal.key_id] = (principal, admissions + later)
+            while self._unrecorded:
+                await asyncio.sleep(Circuit.OPEN_SECONDS)
+                pending, self._unrecorded = self._unrecorded, {}
+                outcomes = await asyncio.gather(
+                    *(self.inner.backfill(principal, admissions) for principal, admissions in pending.values()),
+                    return_exceptions=True,
+                )
+                for (principal, admissions), outcome in zip(pending.values(), outcomes, strict=True):
+                    if isinstance(outcome, BaseException):  # still away: kept for the next try
+                        self._remember(principal, admissions)
         finally:
             self._backfilling = None
 
