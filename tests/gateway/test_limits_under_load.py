@@ -12,7 +12,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import redis
+from django.conf import settings
 
+from gateway.redis_keys import key_concurrency_key
 from keys.models import ApiKey
 from keys.services import api_key_create, api_key_revoke
 from plans.models import Plan
@@ -97,7 +100,11 @@ def test_requests_in_flight_per_key_are_capped_then_freed(gateway, two_workers):
     statuses = asyncio.run(post_all(two_workers, [gateway.key], 9, SLOW, SLOW_HEADERS))
     assert statuses.count(200) == 4
     assert statuses.count(429) == 5
-    # Every slot was freed with its request's usage record: the key may have 4 in flight again.
+    # Every slot is freed with its request's usage record, written just after the answer ends.
+    in_flight = key_concurrency_key(user_id=gateway.user.pk, key_id=ApiKey.objects.get(user=gateway.user).pk)
+    store = redis.Redis.from_url(settings.REDIS_URL)
+    wait_until(lambda: store.zcard(in_flight) == 0)
+    store.close()
     assert asyncio.run(post_all(two_workers, [gateway.key], 4)) == [200] * 4
 
 
