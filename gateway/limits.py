@@ -37,6 +37,7 @@ MINUTE_MS = 60_000
 FIVE_HOURS_MS = 5 * 3_600_000
 WEEK_MS = 7 * 24 * 3_600_000
 CONCURRENCY_RETRY_MS = 1_000  # nobody knows when a request in flight ends; a second is a fair guess
+ENDED_KEYS_KEPT = 10_000  # keys whose ended requests a process remembers until their next decision
 
 Clock = Callable[[], float]  # seconds since the epoch
 
@@ -222,8 +223,9 @@ def script_keys(principal: KeyPrincipal) -> list[str]:
 
 # KEYS: the key's minute, 5h, week, guard; the account's minute, 5h, week; the key's requests in
 # flight. ARGV: now_ms, mode (admit|guard|peek|give_back|backfill), member (the request id), then
-# the limits in the order of `Limits`, the lease of an in-flight slot (ms) and, for backfill, how
-# many admissions to add. Returns the fields of Counts, in order.
+# the limits in the order of `Limits`, the lease of an in-flight slot (ms), for backfill how many
+# admissions to add, then the ids of the key's requests that have ended (their slots are freed
+# first). Returns the fields of Counts, in order.
 DECIDE_SCRIPT = """
 local now = tonumber(ARGV[1])
 local mode = ARGV[2]
@@ -236,6 +238,10 @@ local in_flight_limit, lease, backfill = tonumber(ARGV[11]), tonumber(ARGV[12]),
 local MINUTE, FIVE_HOURS, WEEK = 60000, 18000000, 604800000
 local KEY_MINUTE, KEY_FIVE, KEY_WEEK, KEY_GUARD = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ACCOUNT_MINUTE, ACCOUNT_FIVE, ACCOUNT_WEEK, IN_FLIGHT = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+
+for i = 14, #ARGV do
+  redis.call('ZREM', IN_FLIGHT, ARGV[i])
+end
 
 local function rolling(key)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - MINUTE)
@@ -354,7 +360,9 @@ def lease_ms() -> int:
     return int(settings.GATEWAY_CONCURRENCY_LEASE_SECONDS * 1000)
 
 
-def script_arguments(principal: KeyPrincipal, mode: str, member: str, now_ms: int, backfill: int = 0) -> list[object]:
+def script_arguments(
+    principal: KeyPrincipal, mode: str, member: str, now_ms: int, backfill: int = 0, ended: tuple[str, ...] = ()
+) -> list[object]:
     limits = Limits.of(principal)
     return [
         now_ms,
@@ -370,6 +378,7 @@ def script_arguments(principal: KeyPrincipal, mode: str, member: str, now_ms: in
         limits.in_flight,
         lease_ms(),
         backfill,
+        *ended,
     ]
 
 
@@ -510,6 +519,7 @@ class RedisLimiter:
         self.circuit = Circuit()
         self._pipeline = ScriptPipeline(self._client, connections, self.circuit)
         self._clock = clock
+        self._ended: dict[int, list[str]] = {}  # key id -> its requests that ended, slots not yet freed
 
     async def decide(self, principal: KeyPrincipal, mode: str, member: str) -> Decision:
         return await self._run(principal, mode, member)
@@ -523,14 +533,22 @@ class RedisLimiter:
         await self._run(principal, "backfill", "", admissions)
 
     def release(self, principal: KeyPrincipal, member: str) -> None:
-        """Nothing to do here: the request's usage record frees its slot in the same round trip
-        that writes the record (gateway/usage.py), so the end of a request costs no round trip of
-        its own; a slot left behind by a dead process frees itself when its lease runs out."""
+        """Free a finished request's slot without a round trip of its own: the request's usage
+        record frees it in the round trip that writes the record (gateway/usage.py), and the key's
+        next decision in this process, if it comes first (a client that keeps all its slots busy
+        sends its next request the moment an answer ends), frees it in its own script call. A slot
+        left behind by a dead process frees itself when its lease runs out."""
+        ended = self._ended.setdefault(principal.key_id, [])
+        if len(ended) < principal.concurrent_requests_per_key:
+            ended.append(member)
+        if len(self._ended) > ENDED_KEYS_KEPT:  # only a head start on the usage write: forget it
+            self._ended.clear()
 
     async def _run(self, principal: KeyPrincipal, mode: str, member: str, backfill: int = 0) -> Decision:
         now_ms = int(self._clock() * 1000)
+        ended = tuple(self._ended.pop(principal.key_id, ())) if mode == "admit" else ()
         raw = await self._pipeline.call(
-            script_keys(principal), script_arguments(principal, mode, member, now_ms, backfill)
+            script_keys(principal), script_arguments(principal, mode, member, now_ms, backfill, ended)
         )
         return decision_from_counts(_counts(raw), principal, now_ms)
 

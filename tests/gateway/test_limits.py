@@ -287,3 +287,12 @@ async def long_windows_reach(chosen: FailOpenLimiter, key: KeyPrincipal, used: l
             return True
         await asyncio.sleep(0.05)
     return False
+
+
+async def test_a_released_slot_is_free_for_the_keys_next_request(limiter):
+    key = principal(concurrent=1)
+    assert (await limiter.decide(key, "admit", "first")).admitted
+    limiter.release(key, "first")  # no round trip: the next decision of the key frees it
+    decision = await limiter.decide(key, "admit", "second")
+    assert decision.admitted
+    assert decision.concurrent.used == 1
