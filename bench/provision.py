@@ -66,6 +66,7 @@ def provision(nginx_url: str, paced_url: str, key_count: int) -> list[str]:
             "requests_per_5_hours": HUGE,
             "requests_per_week": HUGE,
             "max_keys": 10_000,
+            "concurrent_requests_per_key": HUGE,
             "is_public": False,
         },
     )

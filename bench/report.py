@@ -386,6 +386,26 @@ def cpu_split_section(results: Results) -> list[str]:
     ]
 
 
+def limits_section(results: Results) -> list[str]:
+    if not results.limits:
+        return []
+    rows = [
+        f"| {row['connections']:,} | {row['keys']} | {row['allowed']} | {row['admitted']} | {row['over_admitted']} |"
+        for row in results.limits
+    ]
+    return [
+        "## Limits under bursts",
+        "",
+        "Each burst sends its requests at once, each on a connection of its own, on fresh keys allowing "
+        "5 requests a minute; 'over-admitted' must be 0 (bench/limits_load.py).",
+        "",
+        "| at once | keys | allowed | admitted | over-admitted |",
+        "|---:|---:|---:|---:|---:|",
+        *rows,
+        "",
+    ]
+
+
 def render(results: Results) -> str:
     conditions = [f"- {name}: {value}" for name, value in results.conditions.items()]
     lines = [
@@ -411,6 +431,7 @@ def render(results: Results) -> str:
         "",
         *profile_section(results),
         "",
+        *limits_section(results),
         "## Conditions",
         "",
         *conditions,

@@ -98,6 +98,7 @@ class Results:
     stream_profile: Profile | None = None  # streams of 20 deltas
     profile_error: str = ""
     servers: list[ServerFigures] = field(default_factory=list)
+    limits: list[dict[str, object]] = field(default_factory=list)  # one row per burst (bench/limits_load.py)
     notes: list[str] = field(default_factory=list)
 
     def count_errors(self, what: str, errors: int) -> None:

@@ -54,7 +54,7 @@ from bench.results_model import Results, ServerFigures
 from bench.servers import PROJECT_DIR, SERVERS, UV_RUN, GatewayServer
 from bench.upstream_nginx import NginxUpstream
 
-PHASES = ("streams", "requests", "servers")
+PHASES = ("streams", "requests", "servers", "limits")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 MB = 1024 * 1024
 
@@ -76,6 +76,7 @@ class Options:
     phases: tuple[str, ...] = PHASES
     profile: bool = True
     keys: int = 8
+    limit_connections: tuple[int, ...] = (64, 256, 1024)  # bursts of the limits phase
 
 
 QUICK = Options(
@@ -497,6 +498,32 @@ def server_phase(rig: Rig, options: Options, results: Results) -> None:
             server.stop()
 
 
+def limits_phase(rig: Rig, options: Options, results: Results) -> None:
+    """Over-admissions of the limiter under bursts on one key and on many (bench/limits_load.py)."""
+    server = rig.gateway()
+    try:
+        command = [
+            *UV_RUN,
+            "python",
+            "-m",
+            "bench.limits_load",
+            "--base-url",
+            server.base_url,
+            "--body",
+            str(rig.body_json),
+            "--connections",
+            ",".join(str(count) for count in options.limit_connections),
+        ]
+        log(f"limits: bursts of {options.limit_connections} requests at once, on one key and on many")
+        completed = subprocess.run(command, cwd=PROJECT_DIR, env=rig.env, capture_output=True, text=True, check=False)
+        if completed.returncode != 0:
+            raise RuntimeError(f"the limits phase failed:\n{completed.stderr[-4000:]}")
+        results.limits = [orjson.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
+        log(f"limits: {results.limits}")
+    finally:
+        server.stop()
+
+
 # --------------------------------------------------------------------------- the report
 
 
@@ -521,6 +548,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, argparse.Namespa
     parser.add_argument("--seconds", type=float, help="length of each wrk run")
     parser.add_argument("--repeats", type=int, help="turns of direct and gateway per figure")
     parser.add_argument("--streams", type=int, help="streams held open at once")
+    parser.add_argument("--limit-connections", help="comma-separated burst sizes of the limits phase [64,256,1024]")
     parser.add_argument(
         "--database-url",
         default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/llmapi_bench"),
@@ -538,6 +566,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, argparse.Namespa
         options = replace(options, repeats=args.repeats)
     if args.streams:
         options = replace(options, held_streams=args.streams)
+    if args.limit_connections:
+        counts = tuple(int(count) for count in args.limit_connections.split(","))
+        options = replace(options, limit_connections=counts)
     return options, args
 
 
@@ -561,6 +592,9 @@ def main(argv: list[str] | None = None) -> None:
             bench_rig.clean_redis()
         if "servers" in options.phases:
             server_phase(bench_rig, options, results)
+            bench_rig.clean_redis()
+        if "limits" in options.phases:
+            limits_phase(bench_rig, options, results)
     results.conditions["duration"] = f"{(time.monotonic() - started) / 60:.1f} minutes"
     results.conditions["other work"] = (
         f"about {other_work.cores():.2f} of the {os.cpu_count()} cores were busy with work that was not the "

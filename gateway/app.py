@@ -1,8 +1,8 @@
 """The gateway's ASGI application, mounted on `/v1` by llmapi.asgi.
 
-Each request: find the endpoint, authenticate, read the body (bounded), ask the limiter, then run
-the endpoint while watching for the client to go away. Errors of our own become Anthropic-shaped
-responses here and nowhere else.
+Each request: find the endpoint, authenticate, ask the limiter (before the body: a key over its
+windows uploads nothing), read the body (bounded), then run the endpoint while watching for the
+client to go away. Errors of our own become Anthropic-shaped responses here and nowhere else.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from gateway.http import (
     Request,
     Scope,
     Send,
+    inflight_bodies,
     read_body,
     request_from_scope,
 )
@@ -207,12 +208,10 @@ async def messages(request: Request, principal: KeyPrincipal, responder: Respond
         requested_model=model,
         stream=wants_stream,
     )
-    decision = None
     try:
         candidates = await candidates_for(model)
-        decision = await responder.ask_limiter(principal, "admit")
         answer = await open_upstream(request=request, candidates=candidates, body_for=body_maker(request, model))
-        request.body = b""  # sent: not held for the length of the answer (10,000 streams x 50 KB adds up)
+        inflight_bodies.let_go(request)  # sent: not held for the length of the answer (10,000 streams x 50 KB)
         if isinstance(answer, RefusedAnswer):
             record.status = answer.status
             await responder.whole(answer.status, answer.headers, answer.body)
@@ -222,8 +221,6 @@ async def messages(request: Request, principal: KeyPrincipal, responder: Respond
         await relay_answer(answer, responder, record, requested_model=model, started=started)
     except GatewayError as error:
         record.status, record.error_type = error.status, error.error_type
-        if error.status == 503 and decision is not None:
-            await limiter().give_back(principal, request.request_id)  # an outage of ours costs no quota
         raise
     except (asyncio.CancelledError, ClientDisconnectedError):
         record.client_disconnected = True
@@ -297,7 +294,6 @@ async def count_tokens(request: Request, principal: KeyPrincipal, responder: Res
     payload = parse_body(request.body, COUNT_FIELDS)
     model = str(payload["model"])
     candidates = await candidates_for(model)
-    await responder.ask_limiter(principal, "guard")
     try:
         answer = await open_upstream(request=request, candidates=candidates, body_for=body_maker(request, model))
     except GatewayError:
@@ -312,46 +308,68 @@ async def count_tokens(request: Request, principal: KeyPrincipal, responder: Res
 
 
 async def list_models(request: Request, principal: KeyPrincipal, responder: Responder) -> None:
-    await responder.ask_limiter(principal, "guard")
     await responder.json(200, catalog.model_page(await route_table(), request.query_string))
 
 
 async def get_model(request: Request, principal: KeyPrincipal, responder: Responder) -> None:
     model_id = request.path.removeprefix("/v1/models/")
-    await responder.ask_limiter(principal, "guard")
     await responder.json(200, catalog.model_lookup(await route_table(), model_id))
 
 
 MODEL_PATH = re.compile(r"^/v1/models/[^/]+$")
-ENDPOINTS: dict[str, tuple[str, Endpoint]] = {
-    "/v1/messages": ("POST", messages),
-    "/v1/messages/count_tokens": ("POST", count_tokens),
-    "/v1/models": ("GET", list_models),
+# Each endpoint with its method and its limiter mode: messages count toward the plan's windows,
+# the others only toward the guard.
+ENDPOINTS: dict[str, tuple[str, Endpoint, str]] = {
+    "/v1/messages": ("POST", messages, "admit"),
+    "/v1/messages/count_tokens": ("POST", count_tokens, "guard"),
+    "/v1/models": ("GET", list_models, "guard"),
 }
 
 
-def find_endpoint(request: Request) -> Endpoint:
+def find_endpoint(request: Request) -> tuple[Endpoint, str]:
     path = request.path
-    method, endpoint = ENDPOINTS.get(path) or (("GET", get_model) if MODEL_PATH.match(path) else (None, None))
+    method, endpoint, mode = ENDPOINTS.get(path) or (
+        ("GET", get_model, "guard") if MODEL_PATH.match(path) else (None, None, "")
+    )
     if endpoint is None:
         raise GatewayError(404, f"Not found: {request.method} {request.path}")
     if request.method != method:
         raise GatewayError(
             405, f"Method {request.method} is not allowed here; use {method}.", [(b"allow", method.encode())]
         )
-    return endpoint
+    return endpoint, mode
 
 
 async def serve(request: Request, receive: Receive, responder: Responder) -> None:
-    endpoint = find_endpoint(request)
+    endpoint, mode = find_endpoint(request)
     principal = await authenticate(request.headers)  # before the body: refusals cost no upload
+    # Decided (and, for a message, counted) before the body is read, in the one round trip a
+    # request has for its limits: a key over a window, or with all its slots in flight, is
+    # refused without uploading anything. What turns out not to count is given back below.
+    await responder.ask_limiter(principal, mode)
     try:
-        request.body = await read_body(request, receive, settings.GATEWAY_MAX_BODY_BYTES)
+        try:
+            request.body = await read_body(request, receive, settings.GATEWAY_MAX_BODY_BYTES)
+        except ClientDisconnectedError:  # an upload cut short never reached a model
+            await give_back_if_counted(principal, mode, responder)
+            raise
         await run_until_disconnect(endpoint(request, principal, responder), receive)
-    except GatewayError:
-        if responder.limit_headers is None:  # refused before the limiter: show the windows anyway
-            responder.limit_headers = limit_headers(await limiter().decide(principal, "peek", ""))
+    except GatewayError:  # refusals of our own (400, 404, 413, 503...) cost no quota
+        await give_back_if_counted(principal, mode, responder)
         raise
+    finally:
+        inflight_bodies.let_go(request)
+        if mode == "admit":
+            limiter().release(principal, request.request_id)
+
+
+async def give_back_if_counted(principal: KeyPrincipal, mode: str, responder: Responder) -> None:
+    if mode != "admit":
+        return  # the guard counts every request it lets through, answered or not
+    # Shielded: a cancelled request must still give back what it took.
+    decision = await asyncio.shield(limiter().give_back(principal, responder.request_id))
+    if decision.windows:  # the headers show the windows without this request
+        responder.limit_headers = limit_headers(decision)
 
 
 async def run_until_disconnect(work: Awaitable[None], receive: Receive) -> None:

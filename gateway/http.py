@@ -1,10 +1,17 @@
-"""The little ASGI plumbing the gateway needs: read a bounded body, send a response."""
+"""The little ASGI plumbing the gateway needs: read a bounded body, send a response.
+
+Request bodies are bounded twice: each by GATEWAY_MAX_BODY_BYTES (413), and all the bodies one
+process holds at once by GATEWAY_MAX_INFLIGHT_BODY_BYTES (529, overloaded), so that memory stays
+bounded whatever clients send.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
+
+from django.conf import settings
 
 from gateway.errors import GatewayError
 
@@ -15,6 +22,7 @@ Send = Callable[[Message], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 
 TOO_LARGE_MESSAGE = "Request exceeds the maximum allowed number of bytes ({limit})."
+OVERLOADED_MESSAGE = "The gateway is receiving too many large requests at once. Please retry shortly."
 
 
 class ClientDisconnectedError(Exception):
@@ -30,6 +38,7 @@ class Request:
     raw_headers: Headers  # as received, duplicates kept, names lower-case
     headers: dict[bytes, bytes]  # for lookups
     body: bytes = b""
+    held_body_bytes: int = 0  # this request's share of the process's in-flight body bytes
 
     @property
     def path_and_query(self) -> str:
@@ -49,11 +58,45 @@ def request_from_scope(scope: Scope, request_id: str) -> Request:
     )
 
 
+class InflightBodies:
+    """The request-body bytes this process holds, under a ceiling.
+
+    A request takes its share for its declared length before a byte is read (an upload that cannot
+    fit is refused at once), and more as chunks beyond it arrive; it gives its share back when the body
+    has been sent on (`let_go`) or the request ends.
+    """
+
+    def __init__(self) -> None:
+        self.held = 0
+
+    def take(self, request: Request, body_size: int) -> None:
+        # Joined from its chunks, then parsed, a body briefly costs about twice its size.
+        size = 2 * body_size
+        extra = size - request.held_body_bytes
+        if extra <= 0:
+            return
+        if self.held + extra > settings.GATEWAY_MAX_INFLIGHT_BODY_BYTES:
+            raise GatewayError(529, OVERLOADED_MESSAGE, [(b"retry-after", b"1")])
+        self.held += extra
+        request.held_body_bytes = size
+
+    def let_go(self, request: Request) -> None:
+        self.held -= request.held_body_bytes
+        request.held_body_bytes = 0
+        request.body = b""
+
+
+inflight_bodies = InflightBodies()
+
+
 async def read_body(request: Request, receive: Receive, limit: int) -> bytes:
-    """The whole body, refused with 413 as soon as it is known to exceed `limit`."""
+    """The whole body, refused with 413 as soon as it is known to exceed `limit`, and with 529 when
+    the process holds too many body bytes already."""
     declared = request.headers.get(b"content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise GatewayError(413, TOO_LARGE_MESSAGE.format(limit=limit))
+    if declared is not None and declared.isdigit():
+        if int(declared) > limit:
+            raise GatewayError(413, TOO_LARGE_MESSAGE.format(limit=limit))
+        inflight_bodies.take(request, int(declared))
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -64,6 +107,7 @@ async def read_body(request: Request, receive: Receive, limit: int) -> bytes:
         size += len(chunk)
         if size > limit:
             raise GatewayError(413, TOO_LARGE_MESSAGE.format(limit=limit))
+        inflight_bodies.take(request, size)
         chunks.append(chunk)
         if not message.get("more_body", False):
-            return b"".join(chunks)
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)

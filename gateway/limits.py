@@ -1,11 +1,13 @@
-"""Plan limits per API key: requests per minute (rolling), per 5 hours and per week (fixed windows).
+"""Plan limits per API key, under an account ceiling, and requests in flight per key.
 
-The minute window is exact and rolling: no more than the limit in any 60 seconds. The 5-hour and
-weekly windows open with the first request after the previous one ended and last their full
-length, the way Claude subscriptions count, so their reset time is known in advance (see
-docs/limits.md). One atomic Lua script decides all three windows of a key and records the request
-only where all three admit it: one Redis round trip, exact however many gateway processes share
-the Redis. Without Redis, an in-process limiter applies the same rules.
+Each key has a rolling minute window and fixed 5-hour and weekly windows (see docs/limits.md).
+Its account has the same three windows, allowing the plan's `max_keys` times each limit, so that
+revoking and re-creating keys cannot reset what an account may use. Each key may have the plan's
+`concurrent_requests_per_key` requests in flight, each holding a slot with a lease. One atomic
+Lua script decides all of these and records the request only where all admit it: exact however
+many gateway processes share the Redis. Decisions made in the same turn of the event loop travel
+together as one pipeline over a few connections, so no burst can exhaust a connection pool. Without
+Redis, an in-process limiter applies the same rules.
 
 `count_tokens` and `/v1/models` do not use the plan's windows; they get their own guard, a rolling
 minute allowing GATEWAY_GUARD_MULTIPLIER times the plan's per-minute limit.
@@ -13,18 +15,20 @@ minute allowing GATEWAY_GUARD_MULTIPLIER times the plan's per-minute limit.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import redis
 import redis.asyncio
 from django.conf import settings
 
-from gateway.redis_keys import key_window_keys
+from gateway.redis_keys import account_window_keys, key_concurrency_key, key_window_keys
 from keys.selectors import KeyPrincipal
 
 logger = logging.getLogger(__name__)
@@ -32,13 +36,18 @@ logger = logging.getLogger(__name__)
 MINUTE_MS = 60_000
 FIVE_HOURS_MS = 5 * 3_600_000
 WEEK_MS = 7 * 24 * 3_600_000
+CONCURRENCY_RETRY_MS = 1_000  # nobody knows when a request in flight ends; a second is a fair guess
+ENDED_KEYS_KEPT = 10_000  # keys whose ended requests a process remembers until their next decision
 
 Clock = Callable[[], float]  # seconds since the epoch
+
+# What a process cannot tell from a Redis that is away: the request is admitted unchecked.
+UNREACHABLE = (redis.RedisError, OSError, asyncio.TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
 class Window:
-    name: str  # "minute", "5h", "week" or "guard"
+    name: str  # "minute", "5h", "week"; "account-" + those; "guard"; "concurrent"
     limit: int
     used: int
     reset_at_ms: int  # when the window is whole again
@@ -56,16 +65,29 @@ class Window:
 @dataclass(frozen=True, slots=True)
 class Decision:
     admitted: bool
-    windows: tuple[Window, ...]  # minute, 5h, week; empty when the limiter could not be asked
+    windows: tuple[Window, ...]  # the key's minute, 5h, week; empty when the limiter could not be asked
     guard: Window | None = None
     now_ms: int = 0
+    account_windows: tuple[Window, ...] = ()  # the account's minute, 5h, week
+    concurrent: Window | None = None
 
     def refusing_window(self) -> Window | None:
         """The window that refused, or of several, the one that keeps the client waiting longest."""
         if self.admitted:
             return None
-        full = [window for window in (*self.windows, self.guard) if window is not None and window.is_full]
+        candidates = (*self.windows, *self.account_windows, self.guard, self.concurrent)
+        full = [window for window in candidates if window is not None and window.is_full]
         return max(full, key=lambda window: window.next_admission_ms, default=None)
+
+    def binding_windows(self) -> tuple[Window, ...]:
+        """For each of minute, 5h and week, the key's or the account's window, whichever has less left:
+        what the client can really count on."""
+        if not self.account_windows:
+            return self.windows
+        return tuple(
+            account if account.remaining < own.remaining else own
+            for own, account in zip(self.windows, self.account_windows, strict=True)
+        )
 
 
 UNKNOWN = Decision(admitted=True, windows=())
@@ -73,7 +95,7 @@ UNKNOWN = Decision(admitted=True, windows=())
 
 @dataclass(frozen=True, slots=True)
 class Counts:
-    """What a limiter reads (and, when it admits, writes) for one key, in one step."""
+    """What a limiter reads (and, when it admits, writes) for one key and its account, in one step."""
 
     admitted: bool
     minute_used: int
@@ -85,39 +107,94 @@ class Counts:
     week_left_ms: int
     guard_used: int
     guard_oldest_ms: int
+    account_minute_used: int
+    account_minute_oldest_ms: int
+    account_minute_newest_ms: int
+    account_five_hours_used: int
+    account_five_hours_left_ms: int
+    account_week_used: int
+    account_week_left_ms: int
+    in_flight: int
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The numbers one decision is made against, from the key's principal."""
+
+    minute: int
+    five_hours: int
+    week: int
+    guard: int
+    account_minute: int
+    account_five_hours: int
+    account_week: int
+    in_flight: int
+
+    @classmethod
+    def of(cls, principal: KeyPrincipal) -> Limits:
+        keys = principal.max_keys
+        return cls(
+            minute=principal.requests_per_minute,
+            five_hours=principal.requests_per_5_hours,
+            week=principal.requests_per_week,
+            guard=guard_limit_for(principal),
+            account_minute=keys * principal.requests_per_minute,
+            account_five_hours=keys * principal.requests_per_5_hours,
+            account_week=keys * principal.requests_per_week,
+            in_flight=principal.concurrent_requests_per_key,
+        )
 
 
 def decision_from_counts(counts: Counts, principal: KeyPrincipal, now_ms: int) -> Decision:
-    minute = _rolling_window("minute", principal.requests_per_minute, counts.minute_used, counts, now_ms)
-    five_hours = _fixed_window(
-        "5h",
-        principal.requests_per_5_hours,
-        counts.five_hours_used,
-        counts.five_hours_left_ms,
-        FIVE_HOURS_MS,
-        now_ms,
+    limits = Limits.of(principal)
+    own = (
+        _rolling_window(
+            "minute", limits.minute, counts.minute_used, counts.minute_oldest_ms, counts.minute_newest_ms, now_ms
+        ),
+        _fixed_window(
+            "5h", limits.five_hours, counts.five_hours_used, counts.five_hours_left_ms, FIVE_HOURS_MS, now_ms
+        ),
+        _fixed_window("week", limits.week, counts.week_used, counts.week_left_ms, WEEK_MS, now_ms),
     )
-    week = _fixed_window("week", principal.requests_per_week, counts.week_used, counts.week_left_ms, WEEK_MS, now_ms)
-    guard_limit = guard_limit_for(principal)
-    guard = Window(
-        "guard",
-        guard_limit,
-        counts.guard_used,
-        reset_at_ms=now_ms + MINUTE_MS,
-        next_admission_ms=_first_free_slot(counts.guard_oldest_ms, now_ms)
-        if counts.guard_used >= guard_limit
-        else now_ms,
+    account = (
+        _rolling_window(
+            "account-minute",
+            limits.account_minute,
+            counts.account_minute_used,
+            counts.account_minute_oldest_ms,
+            counts.account_minute_newest_ms,
+            now_ms,
+        ),
+        _fixed_window(
+            "account-5h",
+            limits.account_five_hours,
+            counts.account_five_hours_used,
+            counts.account_five_hours_left_ms,
+            FIVE_HOURS_MS,
+            now_ms,
+        ),
+        _fixed_window(
+            "account-week", limits.account_week, counts.account_week_used, counts.account_week_left_ms, WEEK_MS, now_ms
+        ),
     )
-    return Decision(counts.admitted, (minute, five_hours, week), guard, now_ms)
+    guard = _rolling_window("guard", limits.guard, counts.guard_used, counts.guard_oldest_ms, now_ms, now_ms)
+    concurrent = Window(
+        "concurrent",
+        limits.in_flight,
+        counts.in_flight,
+        reset_at_ms=now_ms,
+        next_admission_ms=now_ms + CONCURRENCY_RETRY_MS if counts.in_flight >= limits.in_flight else now_ms,
+    )
+    return Decision(counts.admitted, own, guard, now_ms, account, concurrent)
 
 
-def _rolling_window(name: str, limit: int, used: int, counts: Counts, now_ms: int) -> Window:
+def _rolling_window(name: str, limit: int, used: int, oldest_ms: int, newest_ms: int, now_ms: int) -> Window:
     return Window(
         name,
         limit,
         used,
-        reset_at_ms=counts.minute_newest_ms + MINUTE_MS if used else now_ms,
-        next_admission_ms=_first_free_slot(counts.minute_oldest_ms, now_ms) if used >= limit else now_ms,
+        reset_at_ms=newest_ms + MINUTE_MS if used else now_ms,
+        next_admission_ms=_first_free_slot(oldest_ms, now_ms) if used >= limit else now_ms,
     )
 
 
@@ -135,19 +212,36 @@ def guard_limit_for(principal: KeyPrincipal) -> int:
     return principal.requests_per_minute * settings.GATEWAY_GUARD_MULTIPLIER
 
 
-def window_keys(principal: KeyPrincipal) -> list[str]:
-    return key_window_keys(user_id=principal.user_id, key_id=principal.key_id)
+def script_keys(principal: KeyPrincipal) -> list[str]:
+    """Every key one decision touches; all share the account's shard tag (one Cluster slot)."""
+    return [
+        *key_window_keys(user_id=principal.user_id, key_id=principal.key_id),
+        *account_window_keys(user_id=principal.user_id),
+        key_concurrency_key(user_id=principal.user_id, key_id=principal.key_id),
+    ]
 
 
-# KEYS: minute, 5h, week, guard. ARGV: now_ms, mode (admit|guard|peek), member, the three plan
-# limits, the guard limit. Returns the fields of Counts, in order.
+# KEYS: the key's minute, 5h, week, guard; the account's minute, 5h, week; the key's requests in
+# flight. ARGV: now_ms, mode (admit|guard|peek|give_back|backfill), member (the request id), then
+# the limits in the order of `Limits`, the lease of an in-flight slot (ms), for backfill how many
+# admissions to add, then the ids of the key's requests that have ended (their slots are freed
+# first). Returns the fields of Counts, in order.
 DECIDE_SCRIPT = """
 local now = tonumber(ARGV[1])
 local mode = ARGV[2]
 local member = ARGV[3]
 local minute_limit, five_limit, week_limit, guard_limit =
   tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local account_minute_limit, account_five_limit, account_week_limit =
+  tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local in_flight_limit, lease, backfill = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
 local MINUTE, FIVE_HOURS, WEEK = 60000, 18000000, 604800000
+local KEY_MINUTE, KEY_FIVE, KEY_WEEK, KEY_GUARD = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local ACCOUNT_MINUTE, ACCOUNT_FIVE, ACCOUNT_WEEK, IN_FLIGHT = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+
+for i = 14, #ARGV do
+  redis.call('ZREM', IN_FLIGHT, ARGV[i])
+end
 
 local function rolling(key)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - MINUTE)
@@ -167,13 +261,13 @@ local function fixed(key)
   return tonumber(state[2]), ends_at - now
 end
 
-local function count_fixed(key, left, length)
+local function count_fixed(key, left, length, count)
   if left < 0 then
-    redis.call('HSET', key, 'ends_at', now + length, 'used', 1)
+    redis.call('HSET', key, 'ends_at', now + length, 'used', count)
     redis.call('PEXPIRE', key, length + MINUTE)
-    return 1, length
+    return count, length
   end
-  return redis.call('HINCRBY', key, 'used', 1), left
+  return redis.call('HINCRBY', key, 'used', count), left
 end
 
 local function record_rolling(key)
@@ -181,58 +275,110 @@ local function record_rolling(key)
   redis.call('PEXPIRE', key, MINUTE)
 end
 
-local minute_used, minute_oldest, minute_newest = rolling(KEYS[1])
-local five_used, five_left = fixed(KEYS[2])
-local week_used, week_left = fixed(KEYS[3])
-local guard_used, guard_oldest = rolling(KEYS[4])
+local function uncount_fixed(key)
+  if tonumber(redis.call('HGET', key, 'used') or '0') > 0 then
+    redis.call('HINCRBY', key, 'used', -1)
+  end
+end
+
+-- Slots whose lease ran out belonged to a process that died mid-request.
+local function in_flight()
+  redis.call('ZREMRANGEBYSCORE', IN_FLIGHT, '-inf', now)
+  return redis.call('ZCARD', IN_FLIGHT)
+end
+
+-- Given back once: the minute entry is the proof that this request was counted.
+if mode == 'give_back' then
+  redis.call('ZREM', IN_FLIGHT, member)
+  if redis.call('ZREM', KEY_MINUTE, member) == 1 then
+    uncount_fixed(KEY_FIVE)
+    uncount_fixed(KEY_WEEK)
+  end
+  if redis.call('ZREM', ACCOUNT_MINUTE, member) == 1 then
+    uncount_fixed(ACCOUNT_FIVE)
+    uncount_fixed(ACCOUNT_WEEK)
+  end
+end
+
+local minute_used, minute_oldest, minute_newest = rolling(KEY_MINUTE)
+local five_used, five_left = fixed(KEY_FIVE)
+local week_used, week_left = fixed(KEY_WEEK)
+local guard_used, guard_oldest = rolling(KEY_GUARD)
+local account_minute_used, account_minute_oldest, account_minute_newest = rolling(ACCOUNT_MINUTE)
+local account_five_used, account_five_left = fixed(ACCOUNT_FIVE)
+local account_week_used, account_week_left = fixed(ACCOUNT_WEEK)
+local in_flight_used = in_flight()
 local admitted = 0
 
 if mode == 'admit' then
-  if minute_used < minute_limit and five_used < five_limit and week_used < week_limit then
+  if minute_used < minute_limit and five_used < five_limit and week_used < week_limit
+      and account_minute_used < account_minute_limit and account_five_used < account_five_limit
+      and account_week_used < account_week_limit and in_flight_used < in_flight_limit then
     admitted = 1
-    record_rolling(KEYS[1])
+    -- Everything an admission records, in one place.
+    record_rolling(KEY_MINUTE)
+    record_rolling(ACCOUNT_MINUTE)
     if minute_used == 0 then minute_oldest = now end
+    if account_minute_used == 0 then account_minute_oldest = now end
     minute_used, minute_newest = minute_used + 1, now
-    five_used, five_left = count_fixed(KEYS[2], five_left, FIVE_HOURS)
-    week_used, week_left = count_fixed(KEYS[3], week_left, WEEK)
+    account_minute_used, account_minute_newest = account_minute_used + 1, now
+    five_used, five_left = count_fixed(KEY_FIVE, five_left, FIVE_HOURS, 1)
+    week_used, week_left = count_fixed(KEY_WEEK, week_left, WEEK, 1)
+    account_five_used, account_five_left = count_fixed(ACCOUNT_FIVE, account_five_left, FIVE_HOURS, 1)
+    account_week_used, account_week_left = count_fixed(ACCOUNT_WEEK, account_week_left, WEEK, 1)
+    redis.call('ZADD', IN_FLIGHT, now + lease, member)
+    redis.call('PEXPIRE', IN_FLIGHT, lease)
+    in_flight_used = in_flight_used + 1
   end
 elseif mode == 'guard' then
   if guard_used < guard_limit then
     admitted = 1
-    record_rolling(KEYS[4])
+    record_rolling(KEY_GUARD)
     if guard_used == 0 then guard_oldest = now end
     guard_used = guard_used + 1
   end
+elseif mode == 'backfill' then
+  -- Requests admitted unchecked while Redis was away: the long windows must still count them.
+  admitted = 1
+  five_used, five_left = count_fixed(KEY_FIVE, five_left, FIVE_HOURS, backfill)
+  week_used, week_left = count_fixed(KEY_WEEK, week_left, WEEK, backfill)
+  account_five_used, account_five_left = count_fixed(ACCOUNT_FIVE, account_five_left, FIVE_HOURS, backfill)
+  account_week_used, account_week_left = count_fixed(ACCOUNT_WEEK, account_week_left, WEEK, backfill)
 else
   admitted = 1
 end
 
 return {admitted, minute_used, minute_oldest, minute_newest, five_used, five_left,
-        week_used, week_left, guard_used, guard_oldest}
+        week_used, week_left, guard_used, guard_oldest,
+        account_minute_used, account_minute_oldest, account_minute_newest,
+        account_five_used, account_five_left, account_week_used, account_week_left, in_flight_used}
 """
-
-# KEYS: minute, 5h, week. ARGV: member. Gives back an admitted request, once.
-GIVE_BACK_SCRIPT = """
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
-  for i = 2, 3 do
-    if tonumber(redis.call('HGET', KEYS[i], 'used') or '0') > 0 then
-      redis.call('HINCRBY', KEYS[i], 'used', -1)
-    end
-  end
-end
-return 0
-"""
+DECIDE_SCRIPT_SHA = hashlib.sha1(DECIDE_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
 
-def _script_arguments(principal: KeyPrincipal, mode: str, member: str, now_ms: int) -> list[object]:
+def lease_ms() -> int:
+    return int(settings.GATEWAY_CONCURRENCY_LEASE_SECONDS * 1000)
+
+
+def script_arguments(
+    principal: KeyPrincipal, mode: str, member: str, now_ms: int, backfill: int = 0, ended: tuple[str, ...] = ()
+) -> list[object]:
+    limits = Limits.of(principal)
     return [
         now_ms,
         mode,
         member,
-        principal.requests_per_minute,
-        principal.requests_per_5_hours,
-        principal.requests_per_week,
-        guard_limit_for(principal),
+        limits.minute,
+        limits.five_hours,
+        limits.week,
+        limits.guard,
+        limits.account_minute,
+        limits.account_five_hours,
+        limits.account_week,
+        limits.in_flight,
+        lease_ms(),
+        backfill,
+        *ended,
     ]
 
 
@@ -240,25 +386,174 @@ def _counts(raw: list[int]) -> Counts:
     return Counts(bool(raw[0]), *(int(value) for value in raw[1:]))
 
 
+class Circuit:
+    """Whether to ask Redis at all: after consecutive failed round trips it stays away for a moment,
+    so that an outage adds no timeouts to requests, then lets one round trip through as a probe.
+
+    One slow round trip fails only the decisions that travelled on it.
+    """
+
+    FAILURES_TO_OPEN = 2
+    OPEN_SECONDS = 1.0
+
+    def __init__(self) -> None:
+        self._consecutive_failures = 0
+        self._open_until = 0.0
+        self._probing = False
+
+    def allows(self) -> bool:
+        if self._consecutive_failures < self.FAILURES_TO_OPEN:
+            return True
+        if self._probing or time.monotonic() < self._open_until:
+            return False
+        self._probing = True
+        return True
+
+    def succeeded(self) -> None:
+        self._consecutive_failures = 0
+        self._probing = False
+
+    def failed(self) -> None:
+        self._consecutive_failures += 1
+        self._probing = False
+        if self._consecutive_failures >= self.FAILURES_TO_OPEN:
+            self._open_until = time.monotonic() + self.OPEN_SECONDS
+
+
+@dataclass(slots=True)
+class _Call:
+    keys: list[str]
+    args: list[object]
+    future: asyncio.Future[list[int]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class ScriptPipeline:
+    """Runs DECIDE_SCRIPT calls made in the same turn of the event loop as one pipeline.
+
+    At most `connections` pipelines are in flight; calls made meanwhile wait for the next one.
+    A burst of a thousand decisions therefore costs a few round trips over a few connections,
+    instead of a connection each (a pool that runs out) or a queue of single round trips.
+    """
+
+    def __init__(self, client: redis.asyncio.Redis, connections: int, circuit: Circuit) -> None:
+        self._client = client
+        self._connections = connections
+        self._circuit = circuit
+        self._waiting: list[_Call] = []
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._scheduled = False
+
+    async def call(self, keys: list[str], args: list[object]) -> list[int]:
+        call = _Call(keys, args)
+        self._waiting.append(call)
+        self._send_soon()
+        return await call.future
+
+    def _send_soon(self) -> None:
+        # Wait for the end of this turn of the loop, so that every decision made in it goes along.
+        if not self._scheduled and self._waiting and len(self._in_flight) < self._connections:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._send_waiting)
+
+    def _send_waiting(self) -> None:
+        self._scheduled = False
+        if not self._waiting or len(self._in_flight) >= self._connections:
+            return
+        batch, self._waiting = self._waiting, []
+        task = asyncio.get_running_loop().create_task(self._send(batch), name="limiter-pipeline")
+        self._in_flight.add(task)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._send_soon()
+
+    async def _send(self, batch: list[_Call]) -> None:
+        try:
+            results = await self._execute(batch)
+        except UNREACHABLE as exc:
+            self._circuit.failed()
+            for call in batch:
+                if not call.future.done():
+                    call.future.set_exception(exc)
+            return
+        self._circuit.succeeded()
+        for call, result in zip(batch, results, strict=True):
+            if call.future.done():
+                continue
+            if isinstance(result, Exception):
+                call.future.set_exception(result)
+            else:
+                call.future.set_result(result)
+
+    async def _execute(self, batch: list[_Call]) -> list[object]:
+        results = await self._pipeline(batch)
+        if any(isinstance(result, redis.exceptions.NoScriptError) for result in results):
+            # A restarted (empty) Redis: load the script once and send the batch again.
+            await self._client.script_load(DECIDE_SCRIPT)
+            results = await self._pipeline(batch)
+        return results
+
+    async def _pipeline(self, batch: list[_Call]) -> list[object]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for call in batch:
+                pipe.evalsha(DECIDE_SCRIPT_SHA, len(call.keys), *call.keys, *call.args)
+            return await pipe.execute(raise_on_error=False)
+
+    async def close(self) -> None:
+        for task in list(self._in_flight):
+            await asyncio.gather(task, return_exceptions=True)
+
+
 class RedisLimiter:
-    """The limiter of production: one script call per decision, on a shared Redis."""
+    """The limiter of production: one script call per decision, pipelined with its neighbours."""
 
     def __init__(self, url: str, clock: Clock = time.time) -> None:
         timeout = settings.GATEWAY_LIMITER_TIMEOUT_SECONDS
-        self._client = redis.asyncio.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-        self._decide = self._client.register_script(DECIDE_SCRIPT)
-        self._give_back = self._client.register_script(GIVE_BACK_SCRIPT)
+        connections = settings.GATEWAY_LIMITER_CONNECTIONS
+        # Never more connections than pipelines in flight, so taking one never waits or fails.
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url, max_connections=connections, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        self._client = redis.asyncio.Redis.from_pool(pool)  # closes the pool with the client
+        self.circuit = Circuit()
+        self._pipeline = ScriptPipeline(self._client, connections, self.circuit)
         self._clock = clock
+        self._ended: dict[int, list[str]] = {}  # key id -> its requests that ended, slots not yet freed
 
     async def decide(self, principal: KeyPrincipal, mode: str, member: str) -> Decision:
+        return await self._run(principal, mode, member)
+
+    async def give_back(self, principal: KeyPrincipal, member: str) -> Decision:
+        """Uncount an admitted request (once) and free its slot; returns the windows after."""
+        return await self._run(principal, "give_back", member)
+
+    async def backfill(self, principal: KeyPrincipal, admissions: int) -> None:
+        """Add requests admitted without Redis to the key's and the account's 5-hour and weekly windows."""
+        await self._run(principal, "backfill", "", admissions)
+
+    def release(self, principal: KeyPrincipal, member: str) -> None:
+        """Free a finished request's slot without a round trip of its own: the request's usage
+        record frees it in the round trip that writes the record (gateway/usage.py), and the key's
+        next decision in this process, if it comes first (a client that keeps all its slots busy
+        sends its next request the moment an answer ends), frees it in its own script call. A slot
+        left behind by a dead process frees itself when its lease runs out."""
+        ended = self._ended.setdefault(principal.key_id, [])
+        if len(ended) < principal.concurrent_requests_per_key:
+            ended.append(member)
+        if len(self._ended) > ENDED_KEYS_KEPT:  # only a head start on the usage write: forget it
+            self._ended.clear()
+
+    async def _run(self, principal: KeyPrincipal, mode: str, member: str, backfill: int = 0) -> Decision:
         now_ms = int(self._clock() * 1000)
-        raw = await self._decide(keys=window_keys(principal), args=_script_arguments(principal, mode, member, now_ms))
+        ended = tuple(self._ended.pop(principal.key_id, ())) if mode == "admit" else ()
+        raw = await self._pipeline.call(
+            script_keys(principal), script_arguments(principal, mode, member, now_ms, backfill, ended)
+        )
         return decision_from_counts(_counts(raw), principal, now_ms)
 
-    async def give_back(self, principal: KeyPrincipal, member: str) -> None:
-        await self._give_back(keys=window_keys(principal)[:3], args=[member])
-
     async def close(self) -> None:
+        await self._pipeline.close()
         await self._client.aclose()
 
 
@@ -268,7 +563,7 @@ def read_windows_from_redis(url: str, principal: KeyPrincipal, clock: Clock = ti
     try:
         now_ms = int(clock() * 1000)
         raw = client.register_script(DECIDE_SCRIPT)(
-            keys=window_keys(principal), args=_script_arguments(principal, "peek", "", now_ms)
+            keys=script_keys(principal), args=script_arguments(principal, "peek", "", now_ms)
         )
         return decision_from_counts(_counts(raw), principal, now_ms)
     except redis.RedisError:
@@ -278,122 +573,203 @@ def read_windows_from_redis(url: str, principal: KeyPrincipal, clock: Clock = ti
 
 
 class InProcessLimiter:
-    """The embedded limiter: the same rules as the script, for one process without Redis."""
+    """The embedded limiter: the rules of DECIDE_SCRIPT, step for step, for one process without Redis."""
 
     def __init__(self, clock: Clock = time.time) -> None:
         self._clock = clock
-        self._rolling: dict[tuple[int, str], deque[tuple[int, str]]] = {}
-        self._fixed: dict[tuple[int, str], tuple[int, int]] = {}  # (key, window) -> (ends at, used)
+        self._rolling: dict[str, deque[tuple[int, str]]] = {}
+        self._fixed: dict[str, tuple[int, int]] = {}  # key -> (ends at, used)
+        self._in_flight: dict[str, dict[str, int]] = {}  # key -> request id -> lease end
 
     async def decide(self, principal: KeyPrincipal, mode: str, member: str) -> Decision:
         return self.decide_now(principal, mode, member)
 
-    def decide_now(self, principal: KeyPrincipal, mode: str, member: str) -> Decision:
-        now_ms = int(self._clock() * 1000)
-        key_id = principal.key_id
-        minute = self._trimmed(key_id, "minute", now_ms)
-        guard = self._trimmed(key_id, "guard", now_ms)
-        five_used, five_left = self._fixed_state(key_id, "5h", now_ms)
-        week_used, week_left = self._fixed_state(key_id, "week", now_ms)
-        admitted = True
-        if mode == "admit":
-            admitted = (
-                len(minute) < principal.requests_per_minute
-                and five_used < principal.requests_per_5_hours
-                and week_used < principal.requests_per_week
-            )
-            if admitted:
-                minute.append((now_ms, member))
-                five_used, five_left = self._count_fixed(key_id, "5h", five_left, FIVE_HOURS_MS, now_ms)
-                week_used, week_left = self._count_fixed(key_id, "week", week_left, WEEK_MS, now_ms)
-        elif mode == "guard":
-            admitted = len(guard) < guard_limit_for(principal)
-            if admitted:
-                guard.append((now_ms, member))
-        counts = Counts(
-            admitted,
-            len(minute),
-            minute[0][0] if minute else 0,
-            minute[-1][0] if minute else 0,
-            five_used,
-            five_left,
-            week_used,
-            week_left,
-            len(guard),
-            guard[0][0] if guard else 0,
-        )
-        return decision_from_counts(counts, principal, now_ms)
+    async def give_back(self, principal: KeyPrincipal, member: str) -> Decision:
+        return self.decide_now(principal, "give_back", member)
 
-    async def give_back(self, principal: KeyPrincipal, member: str) -> None:
-        minute = self._rolling.get((principal.key_id, "minute"), deque())
-        for entry in minute:
-            if entry[1] == member:
-                minute.remove(entry)
-                for window in ("5h", "week"):
-                    ends_at, used = self._fixed.get((principal.key_id, window), (0, 0))
-                    if used > 0:
-                        self._fixed[(principal.key_id, window)] = (ends_at, used - 1)
-                return
+    async def backfill(self, principal: KeyPrincipal, admissions: int) -> None:
+        self.decide_now(principal, "backfill", "", admissions)
+
+    def release(self, principal: KeyPrincipal, member: str) -> None:
+        self._in_flight.get(script_keys(principal)[7], {}).pop(member, None)
 
     async def close(self) -> None:
         return None
 
-    def _trimmed(self, key_id: int, window: str, now_ms: int) -> deque[tuple[int, str]]:
-        entries = self._rolling.setdefault((key_id, window), deque())
+    def decide_now(self, principal: KeyPrincipal, mode: str, member: str, backfill: int = 0) -> Decision:
+        now_ms = int(self._clock() * 1000)
+        key_minute, key_five, key_week, key_guard, account_minute, account_five, account_week, in_flight = script_keys(
+            principal
+        )
+        if mode == "give_back":
+            self._give_back(
+                member, (key_minute, key_five, key_week), (account_minute, account_five, account_week), in_flight
+            )
+        limits = Limits.of(principal)
+        minute = self._trimmed(key_minute, now_ms)
+        account_minute_entries = self._trimmed(account_minute, now_ms)
+        guard = self._trimmed(key_guard, now_ms)
+        slots = self._slots(in_flight, now_ms)
+        fixed = {name: self._fixed_state(name, now_ms) for name in (key_five, key_week, account_five, account_week)}
+        admitted = True
+        if mode == "admit":
+            admitted = (
+                len(minute) < limits.minute
+                and fixed[key_five][0] < limits.five_hours
+                and fixed[key_week][0] < limits.week
+                and len(account_minute_entries) < limits.account_minute
+                and fixed[account_five][0] < limits.account_five_hours
+                and fixed[account_week][0] < limits.account_week
+                and len(slots) < limits.in_flight
+            )
+            if admitted:
+                minute.append((now_ms, member))
+                account_minute_entries.append((now_ms, member))
+                slots[member] = now_ms + lease_ms()
+                self._count_all_fixed(fixed, 1, now_ms)
+        elif mode == "guard":
+            admitted = len(guard) < limits.guard
+            if admitted:
+                guard.append((now_ms, member))
+        elif mode == "backfill":
+            self._count_all_fixed(fixed, backfill, now_ms)
+        counts = Counts(
+            admitted,
+            *_rolling_counts(minute),
+            *fixed[key_five],
+            *fixed[key_week],
+            *_rolling_counts(guard)[:2],
+            *_rolling_counts(account_minute_entries),
+            *fixed[account_five],
+            *fixed[account_week],
+            len(slots),
+        )
+        return decision_from_counts(counts, principal, now_ms)
+
+    def _give_back(self, member: str, own: tuple[str, ...], account: tuple[str, ...], in_flight: str) -> None:
+        self._in_flight.get(in_flight, {}).pop(member, None)
+        for minute, *fixed_windows in (own, account):
+            entries = self._rolling.get(minute, deque())
+            entry = next((entry for entry in entries if entry[1] == member), None)
+            if entry is None:
+                continue
+            entries.remove(entry)
+            for name in fixed_windows:
+                ends_at, used = self._fixed.get(name, (0, 0))
+                if used > 0:
+                    self._fixed[name] = (ends_at, used - 1)
+
+    def _count_all_fixed(self, fixed: dict[str, tuple[int, int]], count: int, now_ms: int) -> None:
+        for name, (used, left_ms) in fixed.items():
+            length_ms = FIVE_HOURS_MS if name.endswith(":5h") else WEEK_MS
+            if left_ms < 0:
+                self._fixed[name] = (now_ms + length_ms, count)
+                fixed[name] = (count, length_ms)
+            else:
+                ends_at, _ = self._fixed[name]
+                self._fixed[name] = (ends_at, used + count)
+                fixed[name] = (used + count, left_ms)
+
+    def _trimmed(self, key: str, now_ms: int) -> deque[tuple[int, str]]:
+        entries = self._rolling.setdefault(key, deque())
         while entries and entries[0][0] <= now_ms - MINUTE_MS:
             entries.popleft()
         return entries
 
-    def _fixed_state(self, key_id: int, window: str, now_ms: int) -> tuple[int, int]:
-        ends_at, used = self._fixed.get((key_id, window), (0, 0))
+    def _slots(self, key: str, now_ms: int) -> dict[str, int]:
+        slots = self._in_flight.setdefault(key, {})
+        for member in [member for member, lease_end in slots.items() if lease_end <= now_ms]:
+            del slots[member]
+        return slots
+
+    def _fixed_state(self, key: str, now_ms: int) -> tuple[int, int]:
+        ends_at, used = self._fixed.get(key, (0, 0))
         return (used, ends_at - now_ms) if ends_at > now_ms else (0, -1)
 
-    def _count_fixed(self, key_id: int, window: str, left_ms: int, length_ms: int, now_ms: int) -> tuple[int, int]:
-        if left_ms < 0:
-            self._fixed[(key_id, window)] = (now_ms + length_ms, 1)
-            return 1, length_ms
-        ends_at, used = self._fixed[(key_id, window)]
-        self._fixed[(key_id, window)] = (ends_at, used + 1)
-        return used + 1, left_ms
+
+def _rolling_counts(entries: deque[tuple[int, str]]) -> tuple[int, int, int]:
+    """Used, oldest and newest time of a rolling window."""
+    return (len(entries), entries[0][0], entries[-1][0]) if entries else (0, 0, 0)
 
 
 class FailOpenLimiter:
-    """Keeps serving when Redis blinks: an unanswered decision admits the request.
+    """Keeps serving when Redis is away: a decision Redis could not answer admits the request.
 
-    After a failure Redis is left alone for a second, so that an outage costs requests no
-    timeouts; the failure is logged at most once per GATEWAY_LIMITER_LOG_INTERVAL_SECONDS and
-    counted in `failures` (a metric).
+    Only a Redis that cannot be reached (refused, reset, timed out) or answers with an error of
+    its own counts; the limiter's own connections never run out (ScriptPipeline). Admissions made
+    meanwhile are remembered per key and added to the key's and the account's 5-hour and weekly
+    windows once Redis answers again. Failures are logged at most once per
+    GATEWAY_LIMITER_LOG_INTERVAL_SECONDS and counted in `failures` (a metric).
     """
 
     def __init__(self, inner: RedisLimiter) -> None:
         self.inner = inner
         self.failures = 0
-        self._skip_until = 0.0
         self._last_logged = float("-inf")
+        self._unrecorded: dict[int, tuple[KeyPrincipal, int]] = {}  # key id -> (principal, admissions)
+        self._backfilling: asyncio.Task[None] | None = None
 
     async def decide(self, principal: KeyPrincipal, mode: str, member: str) -> Decision:
-        if time.monotonic() < self._skip_until:
-            self.failures += 1
-            return UNKNOWN
+        if not self.inner.circuit.allows():
+            return self._unchecked(principal, mode)
         try:
             return await self.inner.decide(principal, mode, member)
-        except (redis.RedisError, OSError) as exc:
+        except UNREACHABLE as exc:
+            self._failed(exc)
+            return self._unchecked(principal, mode)
+
+    async def give_back(self, principal: KeyPrincipal, member: str) -> Decision:
+        try:
+            return await self.inner.give_back(principal, member)
+        except UNREACHABLE as exc:
             self._failed(exc)
             return UNKNOWN
 
-    async def give_back(self, principal: KeyPrincipal, member: str) -> None:
-        try:
-            await self.inner.give_back(principal, member)
-        except (redis.RedisError, OSError) as exc:
-            self._failed(exc)
+    def release(self, principal: KeyPrincipal, member: str) -> None:
+        self.inner.release(principal, member)
+
+    @property
+    def unrecorded_admissions(self) -> int:
+        return sum(admissions for _, admissions in self._unrecorded.values())
 
     async def close(self) -> None:
+        if self._backfilling is not None:
+            self._backfilling.cancel()
+            await asyncio.gather(self._backfilling, return_exceptions=True)
         await self.inner.close()
 
-    def _failed(self, exc: Exception) -> None:
+    def _unchecked(self, principal: KeyPrincipal, mode: str) -> Decision:
+        self.failures += 1
+        if mode == "admit":
+            self._remember(principal, 1)
+            if self._backfilling is None:
+                self._backfilling = asyncio.get_running_loop().create_task(self._backfill(), name="limiter-backfill")
+        return UNKNOWN
+
+    def _remember(self, principal: KeyPrincipal, admissions: int) -> None:
+        _, earlier = self._unrecorded.get(principal.key_id, (principal, 0))
+        self._unrecorded[principal.key_id] = (principal, earlier + admissions)
+
+    async def _backfill(self) -> None:
+        """Until Redis has counted every unchecked admission: tried once a second, whether or not
+        this process gets another request (with several workers, it may not)."""
+        try:
+            while self._unrecorded:
+                await asyncio.sleep(Circuit.OPEN_SECONDS)
+                pending, self._unrecorded = self._unrecorded, {}
+                outcomes = await asyncio.gather(
+                    *(self.inner.backfill(principal, admissions) for principal, admissions in pending.values()),
+                    return_exceptions=True,
+                )
+                for (principal, admissions), outcome in zip(pending.values(), outcomes, strict=True):
+                    if isinstance(outcome, BaseException):  # still away: kept for the next try
+                        self._remember(principal, admissions)
+        finally:
+            self._backfilling = None
+
+    def _failed(self, exc: BaseException) -> None:
         self.failures += 1
         now = time.monotonic()
-        self._skip_until = now + 1.0
         if now - self._last_logged >= settings.GATEWAY_LIMITER_LOG_INTERVAL_SECONDS:
             self._last_logged = now
             logger.warning("rate limiter unavailable, admitting requests unchecked (%d so far): %r", self.failures, exc)

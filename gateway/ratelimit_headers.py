@@ -10,16 +10,18 @@ from gateway.limits import Decision, Window, rfc3339
 from keys.selectors import KeyPrincipal
 
 # Windows the client cannot sensibly wait for in a retry loop: SDKs must not sleep for hours.
-LONG_WINDOWS = frozenset({"5h", "week"})
+LONG_WINDOWS = frozenset({"5h", "week", "account-5h", "account-week"})
 WINDOW_WORDS = {"minute": "per minute", "5h": "per 5 hours", "week": "per week"}
 
 
 def limit_headers(decision: Decision) -> Headers:
     """Anthropic's request headers and the product's x-ratelimit-* (the minute window), and ours
-    for the 5-hour and weekly windows. No token headers: the plans set no token limit."""
+    for the 5-hour and weekly windows. No token headers: the plans set no token limit.
+
+    Each shows the key's window, or the account's when that has less left."""
     if not decision.windows:
         return []  # the limiter could not be asked (fail open): nothing true to say
-    minute, five_hours, week = decision.windows
+    minute, five_hours, week = decision.binding_windows()
     minute_values = _window_values(minute)  # formatted once, sent under two names
     return [
         *_named(MINUTE_NAMES, minute_values),
@@ -60,6 +62,18 @@ def rate_limited(decision: Decision, principal: KeyPrincipal) -> GatewayError:
         message = (
             f"Too many count_tokens and model requests: at most {window.limit} per minute. "
             f"Try again at {when} (in {wait_seconds} s)."
+        )
+    elif window.name == "concurrent":
+        message = (
+            f"Too many concurrent requests: your {principal.plan_name} plan allows {window.limit} requests "
+            "in flight at once per key. Retry when one of them has finished."
+        )
+    elif window.name.startswith("account-"):
+        words = WINDOW_WORDS[window.name.removeprefix("account-")]
+        message = (
+            f"Rate limit reached: your {principal.plan_name} plan allows {window.limit} requests {words} "
+            f"for all of an account's keys together, deleted ones included ({principal.max_keys} keys of "
+            f"{window.limit // max(principal.max_keys, 1)}). The window resets at {when} (in {wait_seconds} s)."
         )
     else:
         message = (

@@ -35,5 +35,16 @@ def account_window_prefix(*, user_id: int) -> str:
     return f"{_tagged(shard_for_user(user_id))}:rl:u{user_id}"
 
 
+def account_window_keys(*, user_id: int) -> list[str]:
+    """The account's ceiling windows (max_keys times each plan limit): minute, 5 hours, week."""
+    base = account_window_prefix(user_id=user_id)
+    return [f"{base}:minute", f"{base}:5h", f"{base}:week"]
+
+
+def key_concurrency_key(*, user_id: int, key_id: int) -> str:
+    """The requests a key has in flight: request id -> when its lease runs out."""
+    return f"{_tagged(shard_for_user(user_id))}:rl:k{key_id}:inflight"
+
+
 def usage_stream_key(shard: int) -> str:
     return f"{_tagged(shard)}:usage"

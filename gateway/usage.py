@@ -23,6 +23,8 @@ import redis
 import redis.asyncio
 from django.conf import settings
 
+from gateway.redis_keys import key_concurrency_key
+
 logger = logging.getLogger(__name__)
 
 USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
@@ -81,6 +83,8 @@ class RedisStreamTarget:
         async with self._client.pipeline(transaction=False) as pipe:
             for record in records:
                 pipe.xadd(stream_key(), {"r": record.to_json()})
+                # The request is over: its in-flight slot (gateway/limits.py) is freed in this same round trip.
+                pipe.zrem(key_concurrency_key(user_id=record.user_id, key_id=record.key_id), record.request_id)
             await pipe.execute()
 
     async def close(self) -> None:

@@ -23,6 +23,9 @@ class KeyPrincipal:
     requests_per_minute: int
     requests_per_5_hours: int
     requests_per_week: int
+    # The account ceiling is max_keys times each limit (gateway/limits.py).
+    max_keys: int = 1
+    concurrent_requests_per_key: int = 4
 
 
 def api_key_list(*, user: User) -> QuerySet[ApiKey]:
@@ -55,4 +58,6 @@ def principal_of(api_key: ApiKey) -> KeyPrincipal:
         requests_per_minute=plan.requests_per_minute,
         requests_per_5_hours=plan.requests_per_5_hours,
         requests_per_week=plan.requests_per_week,
+        max_keys=plan.max_keys,
+        concurrent_requests_per_key=plan.concurrent_requests_per_key,
     )

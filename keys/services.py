@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -17,6 +19,10 @@ from plans.selectors import plan_for_user
 
 class ApiKeyLimitError(Exception):
     """The account already holds as many keys as its plan allows."""
+
+
+class ApiKeyCreationThrottledError(ApiKeyLimitError):
+    """The account created as many keys in the past hour as it may (KEY_CREATIONS_PER_HOUR)."""
 
 
 class EmailNotVerifiedError(Exception):
@@ -33,8 +39,9 @@ class CreatedApiKey:
 
 
 def api_key_create(*, user: User, name: str, require_verified_email: bool = False) -> CreatedApiKey:
-    """A new key. The dashboard and the API pass `require_verified_email=True`; operator commands
-    create keys for accounts the operator vouches for, whose address nobody verified."""
+    """A new key. The dashboard and the API pass `require_verified_email=True`, and such self-service
+    creations are throttled (KEY_CREATIONS_PER_HOUR); operator commands create keys for accounts
+    the operator vouches for, whose address nobody verified."""
     name = name.strip()
     if not name:
         raise ValueError("A key needs a name.")
@@ -48,12 +55,29 @@ def api_key_create(*, user: User, name: str, require_verified_email: bool = Fals
             raise ApiKeyLimitError(
                 f"Your {plan.name} plan allows {plan.max_keys} keys. Delete one or upgrade your plan."
             )
+        if require_verified_email:
+            _refuse_if_created_too_many(user=user)
         secret = keyformat.generate_key()
         prefix, last_four = keyformat.display_parts(secret)
         api_key = ApiKey.objects.create(
             user=user, name=name, hashed_key=keyformat.hash_key(secret), prefix=prefix, last_four=last_four
         )
     return CreatedApiKey(api_key=api_key, secret=secret)
+
+
+def _refuse_if_created_too_many(*, user: User) -> None:
+    """Keys are cheap to churn; limits hold per account anyway, but churn is refused here too.
+    Revoked keys stay in the table, so they count."""
+    hour_ago = timezone.now() - timedelta(hours=1)
+    recent = ApiKey.objects.filter(user=user, created_at__gt=hour_ago).order_by("created_at")
+    allowed = settings.KEY_CREATIONS_PER_HOUR
+    created = list(recent.values_list("created_at", flat=True)[:allowed])
+    if len(created) >= allowed:
+        minutes = max(1, round((created[0] + timedelta(hours=1) - timezone.now()).total_seconds() / 60))
+        raise ApiKeyCreationThrottledError(
+            f"You have created {allowed} keys in the past hour, the most an account may. "
+            f"Try again in {minutes} minute{'s' if minutes != 1 else ''}."
+        )
 
 
 def api_key_revoke(*, user: User, key_id: int) -> ApiKey:

@@ -9,11 +9,13 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from keys.services import ApiKeyLimitError, EmailNotVerifiedError
+from keys.services import ApiKeyCreationThrottledError, ApiKeyLimitError, EmailNotVerifiedError
 
 
 def api_exception_handler(error: Exception, context: dict[str, Any]) -> Response | None:
-    if isinstance(error, ApiKeyLimitError):
+    if isinstance(error, ApiKeyCreationThrottledError):
+        error = exceptions.Throttled(detail=str(error))
+    elif isinstance(error, ApiKeyLimitError):
         error = exceptions.ValidationError({"detail": str(error)})
     elif isinstance(error, EmailNotVerifiedError):
         error = exceptions.PermissionDenied(str(error))

@@ -160,6 +160,10 @@ GATEWAY_FULL_GC_INTERVAL_SECONDS = env_float("GATEWAY_FULL_GC_INTERVAL_SECONDS",
 GATEWAY_GUARD_MULTIPLIER = env_int("GATEWAY_GUARD_MULTIPLIER", 10)
 GATEWAY_LIMITER_TIMEOUT_SECONDS = env_float("GATEWAY_LIMITER_TIMEOUT_SECONDS", 1.0)
 GATEWAY_LIMITER_LOG_INTERVAL_SECONDS = env_float("GATEWAY_LIMITER_LOG_INTERVAL_SECONDS", 60.0)
+GATEWAY_LIMITER_CONNECTIONS = env_int("GATEWAY_LIMITER_CONNECTIONS", 4)  # pipelines in flight per process
+GATEWAY_CONCURRENCY_LEASE_SECONDS = env_float("GATEWAY_CONCURRENCY_LEASE_SECONDS", 900.0)
+GATEWAY_MAX_INFLIGHT_BODY_BYTES = env_int("GATEWAY_MAX_INFLIGHT_BODY_BYTES", 256 * 1024 * 1024)
+KEY_CREATIONS_PER_HOUR = env_int("KEY_CREATIONS_PER_HOUR", 10)
 
 # Usage: how long raw events are kept (rollups stay), when a dead drain's entries are taken over, and how many
 # records a gateway process holds while Redis is away before writing them to the database itself.

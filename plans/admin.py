@@ -15,6 +15,7 @@ class PlanAdmin(admin.ModelAdmin):
         "requests_per_week",
         "price_monthly_cents",
         "max_keys",
+        "concurrent_requests_per_key",
         "display_order",
         "is_public",
         "is_default",
@@ -32,6 +33,7 @@ class PlanAdmin(admin.ModelAdmin):
                     "requests_per_week",
                     "monthly_token_quota",
                     "max_keys",
+                    "concurrent_requests_per_key",
                 )
             },
         ),

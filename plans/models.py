@@ -18,6 +18,10 @@ class Plan(models.Model):
     price_monthly_cents = models.PositiveIntegerField(default=0, help_text="Price per month in US cents.")
     stripe_price_id = models.CharField(max_length=100, blank=True, help_text="Stripe Price for the subscription.")
     max_keys = models.PositiveIntegerField(help_text="The most API keys an account on this plan may hold.")
+    concurrent_requests_per_key = models.PositiveIntegerField(
+        default=8,
+        help_text="Requests one key may have in flight at once (Claude Code runs subagents in parallel).",
+    )
     display_order = models.PositiveSmallIntegerField(default=0)
     is_public = models.BooleanField(default=True, help_text="Shown on the pricing table.")
     is_default = models.BooleanField(default=False, help_text="The plan a new account gets.")

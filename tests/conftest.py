@@ -45,6 +45,7 @@ def reseed() -> None:
     """Put back the rows data migrations create: a transactional test empties every table."""
     for module, function in (
         ("plans.migrations.0002_seed_plans", "seed_plans"),
+        ("plans.migrations.0003_plan_concurrent_requests_per_key", "seed_concurrency"),
         ("gateway.migrations.0002_seed_routes", "seed_routes"),
     ):
         getattr(importlib.import_module(module), function)(django_apps, None)

@@ -47,11 +47,25 @@ class UvicornThread:
 
 
 @contextmanager
-def gateway_process(**env: str) -> Iterator[str]:
+def gateway_process(workers: int = 1, **env: str) -> Iterator[str]:
     """The whole application in a process of its own (uvicorn), on the test database.
 
-    `env` overrides the environment (e.g. REDIS_URL). Yields its base URL.
+    `workers` > 1 runs uvicorn's production shape: a supervisor and that many worker processes
+    on one socket. `env` overrides the environment (e.g. REDIS_URL). Yields its base URL.
     """
+    with _uvicorn(workers, env) as (base_url, _):
+        yield base_url
+
+
+@contextmanager
+def gateway_process_with_pid(**env: str) -> Iterator[tuple[str, int]]:
+    """One gateway process (no supervisor), with its process id, for tests that read its memory."""
+    with _uvicorn(1, env) as (base_url, process):
+        yield base_url, process.pid
+
+
+@contextmanager
+def _uvicorn(workers: int, env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen]]:
     port = free_port()
     process = subprocess.Popen(
         [
@@ -61,6 +75,8 @@ def gateway_process(**env: str) -> Iterator[str]:
             "llmapi.asgi:application",
             "--port",
             str(port),
+            "--workers",
+            str(workers),
             "--log-level",
             "warning",
         ],
@@ -69,8 +85,8 @@ def gateway_process(**env: str) -> Iterator[str]:
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
-        wait_for_http(base_url + "/v1/models", process)
-        yield base_url
+        wait_for_http(base_url + "/v1/models", process, timeout=90)  # a busy machine starts slowly
+        yield base_url, process
     finally:
         stop_process(process)
 

@@ -83,5 +83,6 @@ def test_a_request_costs_at_most_two_redis_round_trips(gateway, redis_round_trip
     redis_round_trips.count = 0
     send(gateway, REQUESTS)
     wait_until(lambda: usage_writer.pending == 0)
-    # One limiter decision each, and the usage XADDs (pipelined, so often fewer than one each).
+    # One limiter decision each, and the usage XADDs with the release of each request's slot in flight
+    # (pipelined, so often fewer than one each).
     assert REQUESTS <= redis_round_trips.count <= 2 * REQUESTS

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
 
 import pytest
 from django.conf import settings
 
-from gateway.limits import FIVE_HOURS_MS, MINUTE_MS, WEEK_MS, InProcessLimiter, RedisLimiter
+from gateway.limits import FIVE_HOURS_MS, MINUTE_MS, WEEK_MS, FailOpenLimiter, InProcessLimiter, RedisLimiter
 from keys.selectors import KeyPrincipal
+from tests.servers import RedisServer
 
 START = 1_800_000_000.0  # seconds since the epoch; any fixed instant will do
 _key_ids = itertools.count(10_000_000)
@@ -26,16 +28,28 @@ class FakeClock:
         self.now += milliseconds / 1000
 
 
-def principal(per_minute: int = 1000, per_5_hours: int = 100_000, per_week: int = 1_000_000) -> KeyPrincipal:
+def principal(
+    per_minute: int = 1000,
+    per_5_hours: int = 100_000,
+    per_week: int = 1_000_000,
+    *,
+    user_id: int | None = None,
+    max_keys: int = 2,
+    concurrent: int = 1000,
+) -> KeyPrincipal:
+    """A key of its own account, unless `user_id` names one shared with other keys."""
+    key_id = next(_key_ids)
     return KeyPrincipal(
-        key_id=next(_key_ids),
-        user_id=1,
+        key_id=key_id,
+        user_id=key_id if user_id is None else user_id,
         user_is_active=True,
         plan_slug="test",
         plan_name="Test",
         requests_per_minute=per_minute,
         requests_per_5_hours=per_5_hours,
         requests_per_week=per_week,
+        max_keys=max_keys,
+        concurrent_requests_per_key=concurrent,
     )
 
 
@@ -160,3 +174,125 @@ async def test_the_binding_window_is_the_one_that_keeps_the_client_waiting_longe
     await limiter.decide(key, "admit", "only")
     refused = await limiter.decide(key, "admit", "second")
     assert refused.refusing_window().name == "5h"
+
+
+async def test_an_account_gets_at_most_max_keys_times_each_limit_whatever_its_keys(limiter, clock):
+    first = principal(per_minute=3, max_keys=2)
+    admitted = [(await limiter.decide(first, "admit", f"a{index}")).admitted for index in range(3)]
+    assert admitted == [True, True, True]
+    # The first key is revoked and others created: the account's minute still remembers it.
+    replacements = [principal(per_minute=3, max_keys=2, user_id=first.user_id) for _ in range(3)]
+    outcomes = [
+        (await limiter.decide(key, "admit", f"{key.key_id}-{index}")).admitted
+        for key in replacements
+        for index in range(3)
+    ]
+    assert outcomes.count(True) == 3  # 2 keys x 3 per minute for the whole account
+    refused = await limiter.decide(replacements[-1], "admit", "one-more")
+    assert refused.refusing_window().name == "account-minute"
+    assert refused.binding_windows()[0].name == "account-minute"  # the headers show what binds
+    clock.advance(MINUTE_MS)
+    assert (await limiter.decide(replacements[-1], "admit", "next-minute")).admitted
+
+
+async def test_the_account_ceiling_holds_the_long_windows_too(limiter):
+    first = principal(per_5_hours=2, max_keys=1)
+    await admit_n(limiter, first, 2)
+    again = principal(per_5_hours=2, max_keys=1, user_id=first.user_id)
+    refused = await limiter.decide(again, "admit", "fresh-key")
+    assert refused.refusing_window().name == "account-5h"
+    assert refused.windows[1].used == 0  # the new key's own window is untouched
+
+
+async def test_requests_in_flight_per_key_are_capped_and_freed(limiter, clock):
+    key = principal(concurrent=2)
+    assert (await limiter.decide(key, "admit", "one")).admitted
+    assert (await limiter.decide(key, "admit", "two")).admitted
+    refused = await limiter.decide(key, "admit", "three")
+    assert refused.refusing_window().name == "concurrent"
+    assert refused.refusing_window().next_admission_ms == ms(clock) + 1_000
+    assert (await limiter.decide(principal(concurrent=2), "admit", "other-key")).admitted  # per key
+    await limiter.give_back(key, "one")  # a refusal of ours: uncounted, and its slot is free
+    decision = await limiter.decide(key, "admit", "four")
+    assert decision.admitted
+    assert decision.windows[0].used == 2
+
+
+async def test_a_slot_whose_process_died_frees_itself_when_its_lease_ends(limiter, clock, settings):
+    settings.GATEWAY_CONCURRENCY_LEASE_SECONDS = 30
+    key = principal(concurrent=1)
+    assert (await limiter.decide(key, "admit", "held-by-a-dead-process")).admitted
+    assert not (await limiter.decide(key, "admit", "waiting")).admitted
+    clock.advance(30_000)
+    assert (await limiter.decide(key, "admit", "after-the-lease")).admitted
+
+
+async def test_give_back_returns_the_request_to_the_account_too(limiter):
+    key = principal(per_minute=1, max_keys=1)
+    await limiter.decide(key, "admit", "lost")
+    after = await limiter.give_back(key, "lost")
+    assert [window.used for window in (*after.windows, *after.account_windows)] == [0, 0, 0, 0, 0, 0]
+    sibling = principal(per_minute=1, max_keys=1, user_id=key.user_id)
+    assert (await limiter.decide(sibling, "admit", "next")).admitted
+
+
+async def test_backfill_adds_unchecked_admissions_to_the_long_windows(limiter):
+    key = principal(per_5_hours=10, max_keys=1)
+    await limiter.backfill(key, 7)
+    decision = await limiter.decide(key, "peek", "")
+    assert [window.used for window in decision.windows] == [0, 7, 7]  # the minute has long passed
+    assert [window.used for window in decision.account_windows] == [0, 7, 7]
+    await admit_n(limiter, key, 3)
+    assert (await limiter.decide(key, "admit", "eleventh")).refusing_window().name in {"5h", "account-5h"}
+
+
+async def test_a_thousand_simultaneous_decisions_share_a_few_connections_and_stay_exact(settings):
+    settings.GATEWAY_LIMITER_CONNECTIONS = 2
+    chosen = FailOpenLimiter(RedisLimiter(settings.REDIS_URL))
+    try:
+        key = principal(per_minute=100)
+        decisions = await asyncio.gather(*(chosen.decide(key, "admit", f"burst-{index}") for index in range(1000)))
+    finally:
+        await chosen.close()
+    assert chosen.failures == 0  # no decision was left unanswered for want of a connection
+    assert sum(decision.admitted for decision in decisions) == 100
+
+
+async def test_admissions_while_redis_is_away_reach_the_long_windows_once_it_is_back():
+    private_redis = RedisServer().start()
+    chosen = FailOpenLimiter(RedisLimiter(private_redis.url))
+    key = principal(per_minute=2, max_keys=1)
+    try:
+        assert (await chosen.decide(key, "admit", "before")).admitted
+        private_redis.stop()
+        for index in range(5):
+            decision = await chosen.decide(key, "admit", f"away-{index}")
+            assert decision.admitted
+            assert not decision.windows  # nothing true to say
+        assert chosen.unrecorded_admissions == 5
+        private_redis.start()  # empty: it keeps nothing on disk
+        assert await long_windows_reach(chosen, key, [0, 5, 5])
+        assert chosen.unrecorded_admissions == 0
+    finally:
+        await chosen.close()
+        private_redis.stop()
+
+
+async def long_windows_reach(chosen: FailOpenLimiter, key: KeyPrincipal, used: list[int]) -> bool:
+    """Peek until the key's windows show `used`: the circuit lets a probe through each second,
+    and the first answered decision starts the backfill."""
+    for _ in range(200):
+        windows = (await chosen.decide(key, "peek", "")).windows
+        if [window.used for window in windows] == used:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_a_released_slot_is_free_for_the_keys_next_request(limiter):
+    key = principal(concurrent=1)
+    assert (await limiter.decide(key, "admit", "first")).admitted
+    limiter.release(key, "first")  # no round trip: the next decision of the key frees it
+    decision = await limiter.decide(key, "admit", "second")
+    assert decision.admitted
+    assert decision.concurrent.used == 1

@@ -34,6 +34,7 @@ def unlimited(gateway):
         requests_per_5_hours=1_000_000,
         requests_per_week=1_000_000,
         max_keys=5,
+        concurrent_requests_per_key=1_000,
     )
     gateway.user.plan = plan
     gateway.user.save()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from allauth.account.models import EmailAddress
 from django.core.management import CommandError, call_command
 
 from accounts.models import User
@@ -110,3 +111,18 @@ def test_apikey_command_refuses_unknown_plans_and_bad_emails():
         call_command("apikey", "create", "dave@example.com", "--plan", "gold")
     with pytest.raises(CommandError, match="Not an email address"):
         call_command("apikey", "create", "not-an-email")
+
+
+def test_self_service_key_creation_is_throttled_per_account(alice, bob, settings):
+    from keys.services import ApiKeyCreationThrottledError
+
+    settings.KEY_CREATIONS_PER_HOUR = 3
+    EmailAddress.objects.create(user=alice, email=alice.email, verified=True, primary=True)
+    for turn in range(3):
+        created = api_key_create(user=alice, name=f"churn {turn}", require_verified_email=True)
+        api_key_revoke(user=alice, key_id=created.api_key.pk)  # revoked keys still count
+    with pytest.raises(ApiKeyCreationThrottledError, match="created 3 keys in the past hour"):
+        api_key_create(user=alice, name="one more", require_verified_email=True)
+    api_key_create(user=alice, name="by the operator")  # operator commands are not throttled
+    EmailAddress.objects.create(user=bob, email=bob.email, verified=True, primary=True)
+    api_key_create(user=bob, name="bob's own", require_verified_email=True)  # per account
