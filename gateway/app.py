@@ -299,7 +299,7 @@ def find_endpoint(request: Request) -> Endpoint:
 
 async def serve(request: Request, receive: Receive, responder: Responder) -> None:
     endpoint = find_endpoint(request)
-    principal = await authenticate(request.headers)  # before the body: refusals cost no upload
+    principal = await authenticate(request.headers, request.client)  # before the body: refusals cost no upload
     try:
         request.body = await read_body(request, receive, settings.GATEWAY_MAX_BODY_BYTES)
         await run_until_disconnect(endpoint(request, principal, responder), receive)

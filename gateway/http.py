@@ -30,6 +30,7 @@ class Request:
     raw_headers: Headers  # as received, duplicates kept, names lower-case
     headers: dict[bytes, bytes]  # for lookups
     body: bytes = b""
+    client: str = ""  # the client's address as the ASGI server gives it (a trusted proxy may set it)
 
     @property
     def path_and_query(self) -> str:
@@ -46,6 +47,7 @@ def request_from_scope(scope: Scope, request_id: str) -> Request:
         query_string=scope.get("query_string", b""),
         raw_headers=raw_headers,
         headers=dict(raw_headers),
+        client=scope["client"][0] if scope.get("client") else "",
     )
 
 
