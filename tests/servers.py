@@ -74,7 +74,8 @@ def gateway_process(**env: str) -> Iterator[str]:
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
-        wait_for_http(base_url + "/v1/models", process)
+        # Importing the project takes seconds, and far longer on a machine shared by busy neighbours.
+        wait_for_http(base_url + "/v1/models", process, timeout=120)
         yield base_url
     finally:
         stop_process(process)
