@@ -41,6 +41,7 @@ run: sync
 
 test: sync tests/wire/node_modules/.synced
 	SECRET_KEY=$${SECRET_KEY:-test-only-secret-key} \
+	API_KEY_HASH_SECRET=$${API_KEY_HASH_SECRET:-test-only-api-key-hash-secret} \
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
 	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 	$(UV) run pytest $(PYTEST_ARGS)

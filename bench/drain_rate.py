@@ -28,6 +28,7 @@ def configure_environment() -> None:
     os.environ.setdefault("DATABASE_URL", DATABASE_URL)
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
     os.environ.setdefault("SECRET_KEY", "bench-only-secret")
+    os.environ.setdefault("API_KEY_HASH_SECRET", "bench-only-hash-secret")
     os.environ["REDIS_KEY_PREFIX"] = f"llmapi-bench-{uuid.uuid4().hex[:8]}"
     os.environ["USAGE_CLAIM_IDLE_SECONDS"] = "3600"  # nothing here is abandoned
 

@@ -342,7 +342,7 @@ def find_endpoint(request: Request) -> tuple[Endpoint, str]:
 
 async def serve(request: Request, receive: Receive, responder: Responder) -> None:
     endpoint, mode = find_endpoint(request)
-    principal = await authenticate(request.headers)  # before the body: refusals cost no upload
+    principal = await authenticate(request.headers, request.client)  # before the body: refusals cost no upload
     # Decided (and, for a message, counted) before the body is read, in the one round trip a
     # request has for its limits: a key over a window, or with all its slots in flight, is
     # refused without uploading anything. What turns out not to count is given back below.

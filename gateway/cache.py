@@ -8,9 +8,12 @@ processes over one Redis pub/sub channel that a background task of each gateway 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 import redis.asyncio
@@ -26,21 +29,53 @@ KeyT = TypeVar("KeyT", bound=Hashable)
 ValueT = TypeVar("ValueT")
 ResultT = TypeVar("ResultT")
 
-_MISSING = object()
-
 
 class TtlCache(Generic[KeyT, ValueT]):
-    """A dict whose entries expire; concurrent misses of one key share one load."""
+    """A dict whose entries expire and whose size is bounded; concurrent misses of one key share one load.
 
-    def __init__(self, ttl_seconds: float) -> None:
+    Every entry lives the same time from its insertion, so insertion order is expiry order: the
+    oldest entry is the first to drop, whether it expired or the cache is full. Expired entries are
+    dropped as new ones arrive, so a flood of distinct keys cannot grow the cache past its bound.
+    """
+
+    def __init__(self, ttl_seconds: float, max_entries: int = 10_000) -> None:
         self.ttl_seconds = ttl_seconds
-        self._entries: dict[KeyT, tuple[float, ValueT]] = {}
+        self.max_entries = max(1, max_entries)
+        # OrderedDict, not dict: dropping its oldest entry stays O(1) however many went before.
+        self._entries: OrderedDict[KeyT, tuple[float, ValueT]] = OrderedDict()
         self._loading: dict[KeyT, asyncio.Future[ValueT]] = {}
 
-    async def get_or_load(self, key: KeyT, load: Callable[[], Awaitable[ValueT]]) -> ValueT:
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: KeyT) -> ValueT | None:
+        """The cached value, or None when there is none or it expired."""
         entry = self._entries.get(key)
         if entry is not None and entry[0] > time.monotonic():
             return entry[1]
+        return None
+
+    def put(self, key: KeyT, value: ValueT) -> None:
+        now = time.monotonic()
+        self._entries.pop(key, None)  # re-inserted at the end, so that order stays expiry order
+        self._entries[key] = (now + self.ttl_seconds, value)
+        self._drop_oldest(now)
+
+    def _drop_oldest(self, now: float) -> None:
+        entries = self._entries
+        while entries:
+            try:
+                oldest_key, (expires_at, _) = next(iter(entries.items()))
+            except (StopIteration, RuntimeError):  # emptied or changed by an invalidating thread
+                return
+            if expires_at > now and len(entries) <= self.max_entries:
+                return
+            entries.pop(oldest_key, None)
+
+    async def get_or_load(self, key: KeyT, load: Callable[[], Awaitable[ValueT]]) -> ValueT:
+        value = self.get(key)
+        if value is not None:
+            return value
         pending = self._loading.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -54,7 +89,7 @@ class TtlCache(Generic[KeyT, ValueT]):
             raise
         finally:
             del self._loading[key]
-        self._entries[key] = (time.monotonic() + self.ttl_seconds, value)
+        self.put(key, value)
         future.set_result(value)
         return value
 
@@ -89,6 +124,23 @@ def in_database_thread(function: Callable[..., ResultT]) -> Callable[..., Awaita
     return sync_to_async(_with_fresh_connection(function), thread_sensitive=True)
 
 
+_key_lookup_threads: ThreadPoolExecutor | None = None
+
+
+def in_key_lookup_thread(function: Callable[[], ResultT]) -> Awaitable[ResultT]:
+    """Run `function` (a key lookup) on the few threads kept for key lookups.
+
+    Not the shared database thread: a flood of unknown keys must not queue other database work,
+    nor queue key lookups behind it. The threads are started on first use.
+    """
+    global _key_lookup_threads  # one pool per process, made on first use
+    if _key_lookup_threads is None:
+        _key_lookup_threads = ThreadPoolExecutor(
+            max_workers=settings.GATEWAY_KEY_LOOKUP_THREADS, thread_name_prefix="gateway-key-lookup"
+        )
+    return asyncio.get_running_loop().run_in_executor(_key_lookup_threads, _with_fresh_connection(function))
+
+
 class InvalidationListener:
     """Follows the Redis invalidation channel; after a lost connection, drops every cache."""
 
@@ -119,17 +171,36 @@ class InvalidationListener:
                 async with client.pubsub() as pubsub:
                     await pubsub.subscribe(channel())
                     deliver_locally("*")  # whatever changed while we were not listening
+                    # redis-py may reconnect and resubscribe on its own inside listen(): the same then.
+                    pubsub.connection.register_connect_callback(self._reconnected)
                     subscribed.set()
                     delay = 0.5
                     async for message in pubsub.listen():
                         if message["type"] == "message":
-                            deliver_locally(message["data"].decode())
+                            deliver_message(message["data"])
             except (redis.RedisError, OSError) as exc:
                 logger.warning("invalidation channel lost (%s); retrying in %.1f s", exc, delay)
+            except Exception:
+                # Whatever else went wrong, the listener must outlive it: without it, caches go stale.
+                logger.exception("invalidation listener failed; resubscribing in %.1f s", delay)
             finally:
-                await client.aclose()
+                with contextlib.suppress(Exception):
+                    await client.aclose()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
+
+    def _reconnected(self, connection: object) -> None:
+        deliver_locally("*")
+
+
+def deliver_message(data: bytes) -> None:
+    """One message of the channel, delivered in this process; a malformed one is logged and dropped."""
+    try:
+        topic = data.decode()
+    except UnicodeDecodeError:
+        logger.warning("ignoring an invalidation message that is not UTF-8: %r", data[:100])
+        return
+    deliver_locally(topic)
 
 
 invalidation_listener = InvalidationListener()

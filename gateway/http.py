@@ -39,6 +39,7 @@ class Request:
     headers: dict[bytes, bytes]  # for lookups
     body: bytes = b""
     held_body_bytes: int = 0  # this request's share of the process's in-flight body bytes
+    client: str = ""  # the client's address as the ASGI server gives it (a trusted proxy may set it)
 
     @property
     def path_and_query(self) -> str:
@@ -55,6 +56,7 @@ def request_from_scope(scope: Scope, request_id: str) -> Request:
         query_string=scope.get("query_string", b""),
         raw_headers=raw_headers,
         headers=dict(raw_headers),
+        client=scope["client"][0] if scope.get("client") else "",
     )
 
 

@@ -53,7 +53,17 @@ def is_well_formed(key: str) -> bool:
 
 def hash_key(key: str) -> str:
     """The keyed hash stored in place of the key (a leaked table is useless without the secret)."""
-    return hmac.new(settings.API_KEY_HASH_SECRET.encode(), key.encode(), hashlib.sha256).hexdigest()
+    return _keyed_hash(settings.API_KEY_HASH_SECRET, key)
+
+
+def old_hashes(key: str) -> list[str]:
+    """The key's hashes under the previous secrets (API_KEY_HASH_SECRETS_OLD), newest first: keys
+    stored before a rotation are found by one of these until they are re-hashed."""
+    return [_keyed_hash(secret, key) for secret in settings.API_KEY_HASH_SECRETS_OLD]
+
+
+def _keyed_hash(secret: str, key: str) -> str:
+    return hmac.new(secret.encode(), key.encode(), hashlib.sha256).hexdigest()
 
 
 def display_parts(key: str) -> tuple[str, str]:

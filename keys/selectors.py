@@ -43,8 +43,13 @@ def api_key_get(*, user: User, key_id: int) -> ApiKey:
 
 
 def api_key_principal(*, hashed_key: str) -> KeyPrincipal | None:
-    api_key = ApiKey.objects.active().select_related("user", "user__plan").filter(hashed_key=hashed_key).first()
+    api_key = api_key_find_by_hash(hashed_keys=[hashed_key])
     return None if api_key is None else principal_of(api_key)
+
+
+def api_key_find_by_hash(*, hashed_keys: list[str]) -> ApiKey | None:
+    """The active key stored under any of these hashes (one indexed query), with its user and plan."""
+    return ApiKey.objects.active().select_related("user", "user__plan").filter(hashed_key__in=hashed_keys).first()
 
 
 def principal_of(api_key: ApiKey) -> KeyPrincipal:

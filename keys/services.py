@@ -1,4 +1,4 @@
-"""Changes to API keys: create (the only time the full key exists) and revoke."""
+"""Changes to API keys: create (the only time the full key exists), revoke, and re-hash after a secret rotation."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from accounts.models import User
 from accounts.selectors import user_has_verified_email
 from keys import keyformat
 from keys.models import ApiKey
+from keys.selectors import KeyPrincipal, api_key_find_by_hash, principal_of
 from llmapi.invalidation import publish
 from plans.selectors import plan_for_user
 
@@ -88,3 +89,26 @@ def api_key_revoke(*, user: User, key_id: int) -> ApiKey:
         api_key.save(update_fields=["revoked_at"])
         publish(f"key:{api_key.hashed_key}")
     return api_key
+
+
+def api_key_authenticate(*, key: str) -> KeyPrincipal | None:
+    """The principal of a well-formed key, or None if no active key matches.
+
+    One query looks for the key under the current hash secret and every old one; a key found under
+    an old secret is re-hashed to the current one, so that old secrets can be retired once every
+    live key was used (docs/operations.md).
+    """
+    current = keyformat.hash_key(key)
+    api_key = api_key_find_by_hash(hashed_keys=[current, *keyformat.old_hashes(key)])
+    if api_key is None:
+        return None
+    if api_key.hashed_key != current:
+        api_key_rehash(api_key=api_key, hashed_key=current)
+    return principal_of(api_key)
+
+
+def api_key_rehash(*, api_key: ApiKey, hashed_key: str) -> None:
+    """Store the key under its hash with the current secret. No invalidation: every process caches
+    principals under the current hash already, and the principal itself does not change."""
+    ApiKey.objects.filter(pk=api_key.pk, hashed_key=api_key.hashed_key).update(hashed_key=hashed_key)
+    api_key.hashed_key = hashed_key

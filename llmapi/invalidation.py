@@ -29,7 +29,12 @@ def add_local_listener(listener: Callable[[str], None]) -> None:
 
 def deliver_locally(topic: str) -> None:
     for listener in _local_listeners:
-        listener(topic)
+        try:
+            listener(topic)
+        except Exception:
+            # One listener choking on a malformed topic must neither starve the others nor end the
+            # Redis listener that called us.
+            logger.exception("invalidation listener %r failed on topic %r", listener, topic[:100])
 
 
 @cache

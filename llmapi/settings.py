@@ -145,9 +145,19 @@ globals().update(email_settings(env_str("EMAIL_URL", "console://")))
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", f"LLM API <noreply@{_public.hostname}>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
-# API keys are stored as HMAC-SHA256 with this secret; set it apart from SECRET_KEY so that
-# rotating SECRET_KEY does not invalidate every key.
-API_KEY_HASH_SECRET = env_str("API_KEY_HASH_SECRET") or SECRET_KEY
+# API keys are stored as HMAC-SHA256 with this secret, apart from SECRET_KEY so that rotating
+# SECRET_KEY never invalidates a key. To rotate it, move the current value to the front of
+# API_KEY_HASH_SECRETS_OLD and set a new one: keys hashed with an old secret keep working and are
+# re-hashed on their next use (docs/operations.md, "Rotating the API key hash secret").
+API_KEY_HASH_SECRET = env_str("API_KEY_HASH_SECRET")
+if not API_KEY_HASH_SECRET:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "API_KEY_HASH_SECRET is not set. Set it to a long random string, different from SECRET_KEY, "
+            "and keep it: every stored API key is a hash made with it (docs/operations.md)."
+        )
+    API_KEY_HASH_SECRET = "development-only-api-key-hash-secret"  # noqa: S105
+API_KEY_HASH_SECRETS_OLD = env_list("API_KEY_HASH_SECRETS_OLD")
 
 # The gateway (/v1).
 GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 32 * 1024 * 1024)
@@ -164,6 +174,14 @@ GATEWAY_LIMITER_CONNECTIONS = env_int("GATEWAY_LIMITER_CONNECTIONS", 4)  # pipel
 GATEWAY_CONCURRENCY_LEASE_SECONDS = env_float("GATEWAY_CONCURRENCY_LEASE_SECONDS", 900.0)
 GATEWAY_MAX_INFLIGHT_BODY_BYTES = env_int("GATEWAY_MAX_INFLIGHT_BODY_BYTES", 256 * 1024 * 1024)
 KEY_CREATIONS_PER_HOUR = env_int("KEY_CREATIONS_PER_HOUR", 10)
+# Failed authentication stays cheap (gateway/auth.py): bounded caches of known keys and of unknown
+# hashes, a few threads of their own for key lookups, and per client address a limit on lookups in
+# flight and on failed authentications per minute (429 after that, before any database query).
+GATEWAY_KEY_CACHE_SIZE = env_int("GATEWAY_KEY_CACHE_SIZE", 100_000)
+GATEWAY_UNKNOWN_KEY_CACHE_SIZE = env_int("GATEWAY_UNKNOWN_KEY_CACHE_SIZE", 100_000)
+GATEWAY_KEY_LOOKUP_THREADS = env_int("GATEWAY_KEY_LOOKUP_THREADS", 4)
+GATEWAY_KEY_LOOKUPS_PER_CLIENT = env_int("GATEWAY_KEY_LOOKUPS_PER_CLIENT", 4)
+GATEWAY_AUTH_FAILURES_PER_MINUTE = env_int("GATEWAY_AUTH_FAILURES_PER_MINUTE", 30)
 
 # Usage: how long raw events are kept (rollups stay), when a dead drain's entries are taken over, and how many
 # records a gateway process holds while Redis is away before writing them to the database itself.

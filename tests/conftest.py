@@ -31,6 +31,14 @@ def private_redis_prefix() -> Iterator[None]:
     client.close()
 
 
+@pytest.fixture(autouse=True)
+def fresh_auth_throttle() -> None:
+    """Every test starts with no failed authentications counted against 127.0.0.1 in this process."""
+    from gateway.auth import failed_auth_throttle
+
+    failed_auth_throttle.clear()
+
+
 @pytest.fixture
 def alice(db) -> User:
     return User.objects.create_user("alice@example.com", "correct horse battery")

@@ -20,6 +20,7 @@ import redis
 import uvicorn
 from django.conf import settings
 
+from llmapi.proxies import forwarded_allow_ips
 from tests.helpers import PROJECT_DIR, free_port, stop_process, wait_for_http, wait_until
 
 
@@ -29,7 +30,9 @@ class UvicornThread:
         self._socket.bind(("127.0.0.1", 0))
         self.port = self._socket.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False)
+        config = uvicorn.Config(
+            app, lifespan="on", log_level="warning", access_log=False, forwarded_allow_ips=forwarded_allow_ips()
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
 
@@ -79,13 +82,16 @@ def _uvicorn(workers: int, env: dict[str, str]) -> Iterator[tuple[str, subproces
             str(workers),
             "--log-level",
             "warning",
+            "--forwarded-allow-ips",
+            forwarded_allow_ips(),
         ],
         cwd=PROJECT_DIR,
         env={**os.environ, "DATABASE_URL": database_url_of_tests(), "DEBUG": "0", **env},
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
-        wait_for_http(base_url + "/v1/models", process, timeout=90)  # a busy machine starts slowly
+        # Importing the project takes seconds, and far longer on a machine shared by busy neighbours.
+        wait_for_http(base_url + "/v1/models", process, timeout=120)
         yield base_url, process
     finally:
         stop_process(process)

@@ -37,7 +37,9 @@ def database_queries() -> Counter:
         return execute(sql, params, many, context)
 
     def instrument(sender, connection, **kwargs) -> None:
-        connection.execute_wrappers.append(count_query)
+        # A thread's connection object is reused after a reconnect: wrap it once, not once per connect.
+        if count_query not in connection.execute_wrappers:
+            connection.execute_wrappers.append(count_query)
 
     connection_created.connect(instrument, dispatch_uid="count-queries")
     yield counter

@@ -24,6 +24,8 @@ print(json.dumps({
     "session_cookie_secure": settings.SESSION_COOKIE_SECURE,
     "celery_eager": settings.CELERY_TASK_ALWAYS_EAGER,
     "email_backend": settings.EMAIL_BACKEND,
+    "api_key_hash_secret": settings.API_KEY_HASH_SECRET,
+    "api_key_hash_secrets_old": settings.API_KEY_HASH_SECRETS_OLD,
 }, default=str))
 """
 
@@ -47,12 +49,17 @@ SETTING_NAMES = {
     "DATABASE_URL",
     "REDIS_URL",
     "SECRET_KEY",
+    "API_KEY_HASH_SECRET",
+    "API_KEY_HASH_SECRETS_OLD",
     "DEBUG",
     "ALLOWED_HOSTS",
     "PUBLIC_BASE_URL",
     "EMAIL_URL",
     "CSRF_TRUSTED_ORIGINS",
 }
+
+
+PRODUCTION_SECRETS = {"SECRET_KEY": "x" * 50, "API_KEY_HASH_SECRET": "y" * 50}
 
 
 def loaded(**env: str) -> dict:
@@ -62,7 +69,7 @@ def loaded(**env: str) -> dict:
 
 
 def test_database_url_gives_postgres_settings():
-    settings = loaded(SECRET_KEY="x" * 50, DATABASE_URL="postgres://app:s3cret@db.internal:6543/llm")
+    settings = loaded(**PRODUCTION_SECRETS, DATABASE_URL="postgres://app:s3cret@db.internal:6543/llm")
     database = settings["database"]
     assert database["ENGINE"] == "django.db.backends.postgresql"
     assert (database["NAME"], database["USER"], database["PASSWORD"]) == ("llm", "app", "s3cret")
@@ -81,8 +88,22 @@ def test_missing_secret_key_with_debug_off_refuses_to_start():
     assert "SECRET_KEY is not set" in result.stderr
 
 
+def test_missing_api_key_hash_secret_with_debug_off_refuses_to_start():
+    result = load_settings(DEBUG="0", SECRET_KEY="x" * 50)
+    assert result.returncode != 0
+    assert "API_KEY_HASH_SECRET is not set" in result.stderr
+    assert "x" * 50 not in result.stderr
+
+
+def test_api_key_hash_secret_never_falls_back_to_secret_key():
+    settings = loaded(DEBUG="1", SECRET_KEY="x" * 50)
+    assert settings["api_key_hash_secret"] != "x" * 50
+    rotated = loaded(**PRODUCTION_SECRETS, API_KEY_HASH_SECRETS_OLD="older, oldest")
+    assert rotated["api_key_hash_secrets_old"] == ["older", "oldest"]
+
+
 def test_debug_off_uses_secure_cookies_and_public_url_for_csrf():
-    settings = loaded(SECRET_KEY="x" * 50, PUBLIC_BASE_URL="https://llmapi.example")
+    settings = loaded(**PRODUCTION_SECRETS, PUBLIC_BASE_URL="https://llmapi.example")
     assert settings["debug"] is False
     assert settings["session_cookie_secure"] is True
     assert settings["csrf_trusted_origins"] == ["https://llmapi.example"]
