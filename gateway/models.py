@@ -51,6 +51,7 @@ class UpstreamCredential(models.Model):
     secret = models.CharField(max_length=500)
     enabled = models.BooleanField(default=True)
     disabled_reason = models.CharField(max_length=200, blank=True)
+    disabled_at = models.DateTimeField(null=True, blank=True, help_text="When the gateway took it out of service.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Max, Q
+from django.utils import timezone
 
 from gateway.cache import in_database_thread
 from gateway.models import (
@@ -61,7 +62,9 @@ def upstream_add(
 
 
 def _credential_disable(credential_id: int, reason: str) -> None:
-    UpstreamCredential.objects.filter(pk=credential_id).update(enabled=False, disabled_reason=reason[:200])
+    UpstreamCredential.objects.filter(pk=credential_id).update(
+        enabled=False, disabled_reason=reason[:200], disabled_at=timezone.now()
+    )
     publish("routes")
 
 
