@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -165,6 +166,16 @@ GATEWAY_FULL_GC_INTERVAL_SECONDS = env_float("GATEWAY_FULL_GC_INTERVAL_SECONDS",
 GATEWAY_GUARD_MULTIPLIER = env_int("GATEWAY_GUARD_MULTIPLIER", 10)
 GATEWAY_LIMITER_TIMEOUT_SECONDS = env_float("GATEWAY_LIMITER_TIMEOUT_SECONDS", 1.0)
 GATEWAY_LIMITER_LOG_INTERVAL_SECONDS = env_float("GATEWAY_LIMITER_LOG_INTERVAL_SECONDS", 60.0)
+
+# The production web server (python -m llmapi.server; docs/operations.md): its address, workers and limits.
+WEB_HOST = env_str("WEB_HOST", "127.0.0.1")  # behind nginx on the same host; a private address otherwise
+WEB_PORT = env_int("WEB_PORT", 8000)
+WEB_WORKERS = env_int("WEB_WORKERS", os.cpu_count() or 1)
+WEB_BACKLOG = env_int("WEB_BACKLOG", 4096)
+WEB_LIMIT_CONCURRENCY = env_int("WEB_LIMIT_CONCURRENCY", 10_000)  # connections per worker; beyond: 503
+WEB_KEEPALIVE_SECONDS = env_int("WEB_KEEPALIVE_SECONDS", 75)  # longer than nginx's upstream keepalive_timeout
+WEB_MAX_HEADER_BYTES = env_int("WEB_MAX_HEADER_BYTES", 256 * 1024)
+WEB_HEADER_TIMEOUT_SECONDS = env_float("WEB_HEADER_TIMEOUT_SECONDS", 30.0)
 
 # Usage: how long raw events are kept (rollups stay), when a dead drain's entries are taken over, and how many
 # records a gateway process holds while Redis is away before writing them to the database itself.
