@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import dj_database_url
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 from llmapi.env import email_settings, env_bool, env_float, env_int, env_list, env_str
@@ -149,6 +152,26 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # API keys are stored as HMAC-SHA256 with this secret; set it apart from SECRET_KEY so that
 # rotating SECRET_KEY does not invalidate every key.
 API_KEY_HASH_SECRET = env_str("API_KEY_HASH_SECRET") or SECRET_KEY
+
+# Upstream credentials are stored encrypted with these Fernet keys (gateway/credential_encryption.py): the first
+# encrypts, every one decrypts, so a new key goes first and an old one stays until the credentials are re-encrypted.
+UPSTREAM_SECRET_KEYS = env_list("UPSTREAM_SECRET_KEYS")
+if not UPSTREAM_SECRET_KEYS:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "UPSTREAM_SECRET_KEYS is not set. Generate a key with: uv run python -c "
+            "'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+        )
+    # Development only: a key derived from SECRET_KEY, so that a laptop needs no extra setting.
+    _derived = hashlib.sha256(b"upstream credentials:" + SECRET_KEY.encode()).digest()
+    UPSTREAM_SECRET_KEYS = [base64.urlsafe_b64encode(_derived).decode()]
+for _key in UPSTREAM_SECRET_KEYS:
+    try:
+        Fernet(_key)
+    except ValueError:
+        raise ImproperlyConfigured(
+            "UPSTREAM_SECRET_KEYS must be Fernet keys (32 url-safe base64-encoded bytes), comma-separated."
+        ) from None
 
 # The gateway (/v1).
 GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 32 * 1024 * 1024)
