@@ -206,7 +206,9 @@ async def _refused_credential(
     window = settings.GATEWAY_CREDENTIAL_REFUSAL_WINDOW_SECONDS
     reason = f"refused with {response.status} on {refusals} requests within {window:g} s"
     logger.error("upstream %s credential #%s disabled: %s", upstream.name, credential.id, reason)
-    health.cool_down(credential, float("inf"))
+    # No longer offered once the route table reloads (at once: the disable publishes); until then it
+    # rests. Re-enabled in the admin, it starts with a clean count.
+    health.forget_refusals(credential)
     await asyncio.shield(upstream_credential_disable(credential_id=credential.id, reason=reason))
     return True
 

@@ -255,9 +255,12 @@ class HealthBoard:
         self._refusals[credential.id] = refusals
         return len(refusals)
 
+    def forget_refusals(self, credential: Credential) -> None:
+        self._refusals.pop(credential.id, None)
+
     def record_success(self, upstream: UpstreamInfo, credential: Credential) -> None:
         # A credential that works again was refused by a passing fault: its count starts over.
-        self._refusals.pop(credential.id, None)
+        self.forget_refusals(credential)
         if self._consecutive_failures.pop(upstream.id, None):
             self._circuit_open_until.pop(upstream.id, None)
 
