@@ -10,7 +10,8 @@ from bench.results_model import Paired, Repeats, Results, ServerFigures
 
 TARGET_STREAMS = 10_000
 SERVER_LABELS = {
-    "uvicorn": "uvicorn (uvloop, httptools)",
+    "production": "python -m llmapi.server (uvicorn workers, one SO_REUSEPORT socket each)",
+    "uvicorn": "uvicorn --workers (uvloop, httptools, one shared socket)",
     "granian": "granian (asgi, uvloop)",
     "daphne": "Daphne (two processes, one socket)",
 }

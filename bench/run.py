@@ -4,14 +4,16 @@
     uv run python -m bench.run --quick    # short runs and 1,000 streams (about 4 minutes)
 
 It starts everything it measures and stops it again: nginx as the fixed upstream, the paced
-upstream, its own PostgreSQL database, and the gateway under uvicorn (then granian and Daphne for
-the server comparison), all on 127.0.0.1. The report goes to bench/results/<date>-<mode>.md and
-bench/results/latest.md. bench/README.md explains each figure.
+upstream, its own PostgreSQL database, and the gateway under the production launcher (then it,
+uvicorn's own workers, granian and Daphne for the server comparison), all on 127.0.0.1. The
+report goes to bench/results/<date>-<mode>.md and bench/results/latest.md. bench/README.md
+explains each figure.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import datetime as dt
 import math
@@ -188,7 +190,7 @@ class Rig:
     body_large: Path  # a Claude Code-sized non-stream request
     paced_pids: list[int]
 
-    def gateway(self, kind: str = "uvicorn") -> GatewayServer:
+    def gateway(self, kind: str = "production") -> GatewayServer:
         return GatewayServer(kind, free_port(), self.env, self.tmp).start()
 
     def clean_redis(self) -> None:
@@ -209,6 +211,9 @@ def gateway_env(database_url: str, redis_url: str, run_id: str) -> dict[str, str
         "DEBUG": "0",
         "SECRET_KEY": secret,
         "API_KEY_HASH_SECRET": secret,
+        "UPSTREAM_SECRET_KEYS": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        "WEB_BACKLOG": "16384",
+        "WEB_LIMIT_CONCURRENCY": "100000",  # the bench holds 10,000 streams and more at once
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "REDIS_KEY_PREFIX": run_id,
@@ -350,7 +355,7 @@ def streams_phase(rig: Rig, options: Options, results: Results) -> None:
 
 
 def request_phase(rig: Rig, options: Options, results: Results) -> None:
-    """A fresh gateway under uvicorn: first byte, latency, throughput, CPU, profile."""
+    """A fresh gateway under the production launcher: first byte, latency, throughput, CPU, profile."""
     server = rig.gateway()
     try:
         gateway = Target("gateway", server.base_url, rig.keys, server)
@@ -542,7 +547,7 @@ def write_report(results: Results, *, complete: bool) -> Path:
 def parse_args(argv: list[str] | None = None) -> tuple[Options, argparse.Namespace]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short runs and 1,000 streams")
-    parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated, from uvicorn,granian,daphne")
+    parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated, from " + ",".join(SERVERS))
     parser.add_argument("--phases", default=",".join(PHASES), help="comma-separated, from " + ",".join(PHASES))
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile")
     parser.add_argument("--seconds", type=float, help="length of each wrk run")

@@ -1,7 +1,9 @@
 """The gateway under each ASGI server the bench compares, as processes it starts and stops.
 
-uvicorn (uvloop + httptools) and granian share one listening socket among their own worker
-processes. Daphne has no worker option, so the bench binds the socket itself and hands it to two
+`production` is the production launcher (python -m llmapi.server): uvicorn workers, each on a
+listening socket of its own (SO_REUSEPORT), so the kernel spreads connections over them.
+uvicorn's own `--workers` (uvloop + httptools) and granian share one listening socket among their
+worker processes. Daphne has no worker option, so the bench binds the socket itself and hands it to two
 Daphne processes (`--fd`), which is how one runs Daphne on several cores.
 """
 
@@ -16,7 +18,7 @@ from pathlib import Path
 from bench import procstat
 from bench.netutil import HOST, stop_group, wait_for_port
 
-SERVERS = ("uvicorn", "granian", "daphne")
+SERVERS = ("production", "uvicorn", "granian", "daphne")
 APP = "llmapi.asgi:application"
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 # --no-sync/--offline: nothing is installed or looked up while measuring (bench/run.py prepares it).
@@ -44,6 +46,10 @@ def uvicorn_command(port: int, workers: int) -> list[str]:
         "--backlog",
         "16384",
     ]
+
+
+def production_command(port: int, workers: int) -> list[str]:
+    return [*UV_RUN, "python", "-m", "llmapi.server", "--host", HOST, "--port", str(port), "--workers", str(workers)]
 
 
 def granian_command(port: int, workers: int) -> list[str]:
@@ -114,6 +120,8 @@ class GatewayServer:
                 fd = self._socket.fileno()
                 for _ in range(self.workers):
                     self._spawn(daphne_command(fd), log, pass_fds=(fd,))
+            elif self.kind == "production":
+                self._spawn(production_command(self.port, self.workers), log)
             elif self.kind == "granian":
                 self._spawn(granian_command(self.port, self.workers), log)
             else:

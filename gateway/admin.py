@@ -37,8 +37,8 @@ class CredentialInline(admin.TabularInline):
     model = UpstreamCredential
     form = CredentialForm
     extra = 0
-    readonly_fields = ("masked", "created_at")
-    fields = ("label", "masked", "secret", "enabled", "disabled_reason", "created_at")
+    readonly_fields = ("masked", "disabled_at", "created_at")
+    fields = ("label", "masked", "secret", "enabled", "disabled_reason", "disabled_at", "created_at")
 
 
 @admin.register(Upstream)

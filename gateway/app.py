@@ -23,7 +23,7 @@ from django.conf import settings
 from gateway import catalog
 from gateway.auth import authenticate
 from gateway.cache import invalidation_listener
-from gateway.errors import GatewayError, error_body, new_request_id, sse_error_event
+from gateway.errors import GatewayError, error_body, new_request_id, relayed_error, sse_error_event
 from gateway.gc_tuning import tune_garbage_collection
 from gateway.http import (
     ClientDisconnectedError,
@@ -44,7 +44,7 @@ from gateway.routing import Candidate, route_table
 from gateway.tokens import estimate_input_tokens
 from gateway.upstream_client import close_client_session
 from gateway.usage import UsageRecord, emit, usage_writer
-from gateway.wire import JSON_CONTENT_TYPE, SSE_CONTENT_TYPE
+from gateway.wire import JSON_CONTENT_TYPE, SSE_CONTENT_TYPE, error_type_of_status
 from keys.selectors import KeyPrincipal
 
 logger = logging.getLogger(__name__)
@@ -208,17 +208,22 @@ async def messages(request: Request, principal: KeyPrincipal, responder: Respond
         requested_model=model,
         stream=wants_stream,
     )
+
+    async def give_back() -> None:
+        await give_back_if_counted(principal, "admit", responder)
+
     try:
         candidates = await candidates_for(model)
         answer = await open_upstream(request=request, candidates=candidates, body_for=body_maker(request, model))
         inflight_bodies.let_go(request)  # sent: not held for the length of the answer (10,000 streams x 50 KB)
         if isinstance(answer, RefusedAnswer):
-            record.status = answer.status
-            await responder.whole(answer.status, answer.headers, answer.body)
+            record.status, record.error_type = answer.status, error_type_of_status(answer.status)
+            await give_back()  # no backend could answer: an outage costs no quota
+            await relay_error(responder, answer.status, answer.headers, answer.body)
             return
         record.upstream = answer.candidate.upstream.name
         record.upstream_model = answer.candidate.upstream_model
-        await relay_answer(answer, responder, record, requested_model=model, started=started)
+        await relay_answer(answer, responder, record, requested_model=model, started=started, give_back=give_back)
     except GatewayError as error:
         record.status, record.error_type = error.status, error.error_type
         raise
@@ -231,7 +236,13 @@ async def messages(request: Request, principal: KeyPrincipal, responder: Respond
 
 
 async def relay_answer(
-    answer: UpstreamAnswer, responder: Responder, record: UsageRecord, *, requested_model: str, started: float
+    answer: UpstreamAnswer,
+    responder: Responder,
+    record: UsageRecord,
+    *,
+    requested_model: str,
+    started: float,
+    give_back: Callable[[], Awaitable[None]],
 ) -> None:
     response = answer.response
     record.status = response.status
@@ -241,6 +252,11 @@ async def relay_answer(
             await relay_stream(response, responder, SseUsageReader(record, shown_model=shown_model, started=started))
         else:
             body = await read_upstream_body(response)
+            if response.status >= 400:
+                record.error_type = error_type_of_status(response.status)
+                if not await relay_error(responder, response.status, relayed_headers(response), body):
+                    await give_back()  # not an answer in Anthropic's shape: it costs no quota
+                return
             if response.status == 200:
                 body = read_message_usage(body, record, shown_model)
             await responder.whole(response.status, relayed_headers(response), body)
@@ -250,6 +266,14 @@ async def relay_answer(
             response.release()
         else:
             response.close()
+
+
+async def relay_error(responder: Responder, status: int, headers: Headers, body: bytes) -> bool:
+    """A backend's error, in Anthropic's shape and with our request id; True if the backend wrote it so."""
+    relayed = relayed_error(status, body, responder.request_id)
+    headers = [(name, value) for name, value in headers if name != b"content-type"]
+    await responder.whole(status, [*JSON_HEADERS, *headers], relayed.body)
+    return relayed.anthropic_shaped
 
 
 async def read_upstream_body(response: aiohttp.ClientResponse) -> bytes:
@@ -302,7 +326,10 @@ async def count_tokens(request: Request, principal: KeyPrincipal, responder: Res
         response = answer.response
         body = await read_upstream_body(response)
         if not (response.status == 404 and b"model" not in body):  # a 404 without "model": no counter
-            await responder.whole(response.status, relayed_headers(response), body)
+            if response.status >= 400:
+                await relay_error(responder, response.status, relayed_headers(response), body)
+            else:
+                await responder.whole(response.status, relayed_headers(response), body)
             return
     await responder.json(200, {"input_tokens": estimate_input_tokens(payload)})
 

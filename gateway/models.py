@@ -8,6 +8,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from gateway.credential_encryption import EncryptedTextField
+
 
 class UpstreamKind(models.TextChoices):
     ANTHROPIC = "anthropic", "Anthropic Messages API"
@@ -48,9 +50,10 @@ class Upstream(models.Model):
 class UpstreamCredential(models.Model):
     upstream = models.ForeignKey(Upstream, on_delete=models.CASCADE, related_name="credentials")
     label = models.CharField(max_length=100, blank=True)
-    secret = models.CharField(max_length=500)
+    secret = EncryptedTextField(help_text="Stored encrypted with UPSTREAM_SECRET_KEYS.")
     enabled = models.BooleanField(default=True)
     disabled_reason = models.CharField(max_length=200, blank=True)
+    disabled_at = models.DateTimeField(null=True, blank=True, help_text="When the gateway took it out of service.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

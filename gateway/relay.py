@@ -25,7 +25,7 @@ from gateway.upstream_client import client_session
 from gateway.usage import UsageRecord
 from gateway.wire import (
     COOLDOWN_STATUSES,
-    CREDENTIAL_REJECTED_STATUSES,
+    CREDENTIAL_REFUSED_STATUS,
     RESPONSE_HEADER_PREFIXES_NOT_FORWARDED,
     RESPONSE_HEADERS_NOT_FORWARDED,
     RETRYABLE_STATUSES,
@@ -50,10 +50,10 @@ class UpstreamAnswer:
 
 @dataclass(frozen=True, slots=True)
 class RefusedAnswer:
-    """A 429/529 that ended the failover: relayed as it was when nobody else could answer."""
+    """The last backend's error when none could answer (429, 5xx, 529): relayed as it said it."""
 
     status: int
-    headers: list[tuple[bytes, bytes]]
+    headers: list[tuple[bytes, bytes]]  # retry-after, when the backend gave one
     body: bytes
 
 
@@ -104,11 +104,16 @@ async def open_upstream(
     candidates: list[Candidate],
     body_for: Callable[[Candidate], bytes],
 ) -> UpstreamAnswer | RefusedAnswer:
-    """Try the backends in order until one gives an answer worth relaying."""
+    """Try the backends in order until one gives an answer worth relaying.
+
+    When none does, the last backend's error is the answer, as Anthropic would have sent it
+    (only when no backend answered at all is the 503 our own).
+    """
     deadline = time.monotonic() + settings.GATEWAY_FAILOVER_DEADLINE_SECONDS
     attempts = plan_attempts(candidates, same_family_only=carries_thinking_blocks(request.body))
     last_refusal: RefusedAnswer | None = None
     failures: list[str] = []
+    disabled_a_credential = False
     for attempt in attempts:
         if time.monotonic() >= deadline:
             failures.append("deadline reached")
@@ -122,8 +127,12 @@ async def open_upstream(
             logger.warning("upstream %s unreachable for %s: %r", upstream.name, request.request_id, exc)
             continue
         status = response.status
-        if status in CREDENTIAL_REJECTED_STATUSES:
-            await _refused_credential(attempt, response)
+        if status == CREDENTIAL_REFUSED_STATUS:
+            # One request never takes out more than one credential: a request that every
+            # credential refuses says more about the request than about the credentials.
+            disabled_a_credential |= await _refused_credential(
+                attempt, response, request.request_id, may_disable=not disabled_a_credential
+            )
             failures.append(f"{upstream.name}: credential refused")
             continue
         if status in RETRYABLE_STATUSES:
@@ -131,13 +140,13 @@ async def open_upstream(
             wait = retry_after_seconds(response.headers)
             if status in COOLDOWN_STATUSES:
                 health.cool_down(attempt.credential, wait or settings.GATEWAY_DEFAULT_COOLDOWN_SECONDS)
-                last_refusal = RefusedAnswer(status, _refusal_headers(response, wait), body)
             else:
                 health.record_failure(upstream)
+            last_refusal = RefusedAnswer(status, _retry_after_header(wait), body)
             failures.append(f"{upstream.name}: {status}")
             logger.info("upstream %s answered %s for %s", upstream.name, status, request.request_id)
             continue
-        health.record_success(upstream)
+        health.record_success(upstream, attempt.credential)
         return UpstreamAnswer(response, attempt.candidate)
     if last_refusal is not None:
         return last_refusal
@@ -167,29 +176,41 @@ async def _read_and_release(response: aiohttp.ClientResponse) -> bytes:
         response.release()
 
 
-def _refusal_headers(response: aiohttp.ClientResponse, wait: float | None) -> list[tuple[bytes, bytes]]:
-    headers = [(b"content-type", response.headers.get("content-type", "application/json").encode())]
-    if wait is not None:
-        headers.append((b"retry-after", str(max(1, round(wait))).encode()))
-    return headers
+def _retry_after_header(wait: float | None) -> list[tuple[bytes, bytes]]:
+    return [] if wait is None else [(b"retry-after", str(max(1, round(wait))).encode())]
 
 
-async def _refused_credential(attempt: Attempt, response: aiohttp.ClientResponse) -> None:
-    """Our credential was refused: take it out of service, never show this to the client."""
+async def _refused_credential(
+    attempt: Attempt, response: aiohttp.ClientResponse, request_id: str, *, may_disable: bool
+) -> bool:
+    """Our credential was refused (401): it rests and is probed again later; never the client's error.
+
+    Only refusals on GATEWAY_CREDENTIAL_REFUSALS_TO_DISABLE distinct requests within the window
+    disable it for good. Returns whether this refusal disabled it.
+    """
     body = await _read_and_release(response)
     upstream = attempt.candidate.upstream
-    logger.error(
-        "upstream %s refused credential #%s with %s: %s; disabling it",
+    credential = attempt.credential
+    refusals = health.record_refusal(credential, request_id)
+    logger.warning(
+        "upstream %s refused credential #%s with %s for %s (%d recent refusals): %s",
         upstream.name,
-        attempt.credential.id,
+        credential.id,
         response.status,
+        request_id,
+        refusals,
         body[:200].decode("utf-8", "replace"),
     )
-    health.cool_down(attempt.credential, float("inf"))
-
-    await asyncio.shield(
-        upstream_credential_disable(credential_id=attempt.credential.id, reason=f"refused with {response.status}")
-    )
+    if not may_disable or refusals < settings.GATEWAY_CREDENTIAL_REFUSALS_TO_DISABLE:
+        return False
+    window = settings.GATEWAY_CREDENTIAL_REFUSAL_WINDOW_SECONDS
+    reason = f"refused with {response.status} on {refusals} requests within {window:g} s"
+    logger.error("upstream %s credential #%s disabled: %s", upstream.name, credential.id, reason)
+    # No longer offered once the route table reloads (at once: the disable publishes); until then it
+    # rests. Re-enabled in the admin, it starts with a clean count.
+    health.forget_refusals(credential)
+    await asyncio.shield(upstream_credential_disable(credential_id=credential.id, reason=reason))
+    return True
 
 
 def relayed_headers(response: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:

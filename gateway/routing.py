@@ -206,7 +206,8 @@ add_local_listener(_invalidate)
 class HealthBoard:
     """What this process has learnt about its backends: cooling credentials, open circuits.
 
-    A credential that got 429/529 rests for its retry-after. A backend that fails
+    A credential that got 429/529 rests for its retry-after; one that got 401 rests for
+    GATEWAY_CREDENTIAL_REFUSED_COOLDOWN_SECONDS and is then probed again. A backend that fails
     GATEWAY_CIRCUIT_FAILURES times in a row is taken out for GATEWAY_CIRCUIT_OPEN_SECONDS; after
     that, the next request probes it, and one success closes the circuit.
     """
@@ -216,6 +217,7 @@ class HealthBoard:
         self._consecutive_failures: dict[int, int] = {}
         self._circuit_open_until: dict[int, float] = {}
         self._turns: dict[int, int] = {}
+        self._refusals: dict[int, dict[str, float]] = {}  # credential id -> request id -> when
 
     def credentials_in_turn(self, upstream: UpstreamInfo) -> tuple[Credential, ...]:
         """The upstream's credentials, starting one further each call, to spread the load."""
@@ -243,7 +245,22 @@ class HealthBoard:
         if failures >= settings.GATEWAY_CIRCUIT_FAILURES:
             self._circuit_open_until[upstream.id] = time.monotonic() + settings.GATEWAY_CIRCUIT_OPEN_SECONDS
 
-    def record_success(self, upstream: UpstreamInfo) -> None:
+    def record_refusal(self, credential: Credential, request_id: str) -> int:
+        """A 401 for this credential: it rests; returns the distinct requests refused within the window."""
+        self.cool_down(credential, settings.GATEWAY_CREDENTIAL_REFUSED_COOLDOWN_SECONDS)
+        now = time.monotonic()
+        oldest = now - settings.GATEWAY_CREDENTIAL_REFUSAL_WINDOW_SECONDS
+        refusals = {refused: at for refused, at in self._refusals.get(credential.id, {}).items() if at >= oldest}
+        refusals[request_id] = now
+        self._refusals[credential.id] = refusals
+        return len(refusals)
+
+    def forget_refusals(self, credential: Credential) -> None:
+        self._refusals.pop(credential.id, None)
+
+    def record_success(self, upstream: UpstreamInfo, credential: Credential) -> None:
+        # A credential that works again was refused by a passing fault: its count starts over.
+        self.forget_refusals(credential)
         if self._consecutive_failures.pop(upstream.id, None):
             self._circuit_open_until.pop(upstream.id, None)
 
@@ -252,6 +269,7 @@ class HealthBoard:
         self._credential_rest_until.clear()
         self._consecutive_failures.clear()
         self._circuit_open_until.clear()
+        self._refusals.clear()
 
 
 health = HealthBoard()

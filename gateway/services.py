@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Max, Q
+from django.utils import timezone
 
 from gateway.cache import in_database_thread
 from gateway.models import (
@@ -61,13 +62,32 @@ def upstream_add(
 
 
 def _credential_disable(credential_id: int, reason: str) -> None:
-    UpstreamCredential.objects.filter(pk=credential_id).update(enabled=False, disabled_reason=reason[:200])
+    UpstreamCredential.objects.filter(pk=credential_id).update(
+        enabled=False, disabled_reason=reason[:200], disabled_at=timezone.now()
+    )
     publish("routes")
 
 
 async def upstream_credential_disable(*, credential_id: int, reason: str) -> None:
     """Take a credential the upstream refused out of service, in every process."""
     await in_database_thread(_credential_disable)(credential_id, reason)
+
+
+def upstream_credentials_reencrypt() -> int:
+    """Encrypt every stored credential with the newest key (the first of UPSTREAM_SECRET_KEYS).
+
+    Loading decrypts with whichever key fits and saving encrypts with the first. Each row is
+    locked while it is rewritten, so that a credential the admin changes at that moment is not
+    overwritten with its old value. Returns how many were rewritten.
+    """
+    count = 0
+    for credential_id in UpstreamCredential.objects.values_list("pk", flat=True):
+        with transaction.atomic():
+            credential = UpstreamCredential.objects.select_for_update().filter(pk=credential_id).first()
+            if credential is not None:  # deleted meanwhile
+                credential.save(update_fields=["secret"])
+                count += 1
+    return count
 
 
 def usage_ingest(*, records: list[UsageRecord]) -> int:

@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.wire import ERROR_TYPE_OF_STATUS
+from gateway.wire import error_type_of_status
 
 # Any credential works unless refused through /_simulator/bad_credentials; this is the one the
 # command suggests.
@@ -100,6 +100,7 @@ class Failure:
     remaining: int
     retry_after: float | None = None
     body: Any = None
+    content_type: str = "application/json"
 
 
 @dataclass
@@ -139,7 +140,7 @@ class SimulatorState:
             failure.remaining -= 1
             if failure.remaining <= 0:
                 self.failures.pop(0)
-            return Failure(failure.status, 1, failure.retry_after, failure.body)
+            return Failure(failure.status, 1, failure.retry_after, failure.body, failure.content_type)
 
     def set_bad_credentials(self, credentials: list[str]) -> None:
         with self.lock:
@@ -566,10 +567,8 @@ async def injected_failure(request: web.Request) -> web.StreamResponse | None:
     headers = {"retry-after": format_seconds(failure.retry_after)} if failure.retry_after is not None else {}
     if failure.body is not None:
         body = failure.body.encode() if isinstance(failure.body, str) else orjson.dumps(failure.body)
-        return web.Response(body=body, status=failure.status, headers=headers, content_type="application/json")
-    error_type = ERROR_TYPE_OF_STATUS.get(
-        failure.status, "api_error" if failure.status >= 500 else "invalid_request_error"
-    )
+        return web.Response(body=body, status=failure.status, headers=headers, content_type=failure.content_type)
+    error_type = error_type_of_status(failure.status)
     message = "Overloaded" if error_type == "overloaded_error" else f"Simulated failure ({failure.status})"
     return error_response(request, failure.status, error_type, message, failure.retry_after)
 
@@ -651,6 +650,7 @@ async def control_fail(request: web.Request) -> web.Response:
             remaining=int(spec.get("count", 1)),
             retry_after=spec.get("retry_after"),
             body=spec.get("body"),
+            content_type=str(spec.get("content_type", "application/json")),
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return json_response({"error": 'expected {"status": int, "count"?: int, "retry_after"?, "body"?}'}, 400)
@@ -791,8 +791,16 @@ class SimulatorThread:
     def reset(self) -> None:
         self.state.reset()
 
-    def fail_next(self, status: int, count: int = 1, retry_after: float | None = None, body: Any = None) -> None:
-        self.state.add_failure(Failure(status, count, retry_after, body))
+    def fail_next(
+        self,
+        status: int,
+        count: int = 1,
+        retry_after: float | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> None:
+        """The next `count` message requests answer `status` (with `body` as given, if any)."""
+        self.state.add_failure(Failure(status, count, retry_after, body, content_type))
 
     def set_bad_credentials(self, credentials: list[str]) -> None:
         self.state.set_bad_credentials(credentials)

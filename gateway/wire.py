@@ -60,8 +60,10 @@ RESPONSE_HEADER_PREFIXES_NOT_FORWARDED = (b"anthropic-ratelimit-", b"x-ratelimit
 
 # Upstream answers after which the next credential or backend is tried (before the first byte).
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504, 529})
-# Upstream answers that say our credential is bad, not the client's: never shown as theirs.
-CREDENTIAL_REJECTED_STATUSES = frozenset({401, 403})
+# The upstream answer that says our credential is bad, not the client's: never shown as theirs.
+# (A 403 is not one: it refuses what the request asks for, e.g. a model or beta the organisation
+# lacks, so a client could provoke it; it goes to the client as the permission_error it is.)
+CREDENTIAL_REFUSED_STATUS = 401
 # Answers after which the credential itself (not the whole backend) is cooled down.
 COOLDOWN_STATUSES = frozenset({429, 529})
 
@@ -73,6 +75,7 @@ ERROR_TYPE_OF_STATUS = {
     404: "not_found_error",
     408: "timeout_error",
     409: "conflict_error",
+    405: "invalid_request_error",
     413: "request_too_large",
     429: "rate_limit_error",
     500: "api_error",
@@ -80,6 +83,12 @@ ERROR_TYPE_OF_STATUS = {
     504: "timeout_error",
     529: "overloaded_error",
 }
+
+
+def error_type_of_status(status: int) -> str:
+    """Anthropic's error type for a status; statuses it has no name for go by their class."""
+    return ERROR_TYPE_OF_STATUS.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
+
 
 SSE_CONTENT_TYPE = b"text/event-stream"
 JSON_CONTENT_TYPE = b"application/json"

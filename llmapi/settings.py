@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import dj_database_url
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 from llmapi.env import email_settings, env_bool, env_float, env_int, env_list, env_str
@@ -159,6 +163,26 @@ if not API_KEY_HASH_SECRET:
     API_KEY_HASH_SECRET = "development-only-api-key-hash-secret"  # noqa: S105
 API_KEY_HASH_SECRETS_OLD = env_list("API_KEY_HASH_SECRETS_OLD")
 
+# Upstream credentials are stored encrypted with these Fernet keys (gateway/credential_encryption.py): the first
+# encrypts, every one decrypts, so a new key goes first and an old one stays until the credentials are re-encrypted.
+UPSTREAM_SECRET_KEYS = env_list("UPSTREAM_SECRET_KEYS")
+if not UPSTREAM_SECRET_KEYS:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "UPSTREAM_SECRET_KEYS is not set. Generate a key with: uv run python -c "
+            "'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+        )
+    # Development only: a key derived from SECRET_KEY, so that a laptop needs no extra setting.
+    _derived = hashlib.sha256(b"upstream credentials:" + SECRET_KEY.encode()).digest()
+    UPSTREAM_SECRET_KEYS = [base64.urlsafe_b64encode(_derived).decode()]
+for _key in UPSTREAM_SECRET_KEYS:
+    try:
+        Fernet(_key)
+    except ValueError:
+        raise ImproperlyConfigured(
+            "UPSTREAM_SECRET_KEYS must be Fernet keys (32 url-safe base64-encoded bytes), comma-separated."
+        ) from None
+
 # The gateway (/v1).
 GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 32 * 1024 * 1024)
 GATEWAY_CACHE_TTL_SECONDS = env_float("GATEWAY_CACHE_TTL_SECONDS", 60.0)
@@ -166,6 +190,11 @@ GATEWAY_FAILOVER_DEADLINE_SECONDS = env_float("GATEWAY_FAILOVER_DEADLINE_SECONDS
 GATEWAY_CIRCUIT_FAILURES = env_int("GATEWAY_CIRCUIT_FAILURES", 5)
 GATEWAY_CIRCUIT_OPEN_SECONDS = env_float("GATEWAY_CIRCUIT_OPEN_SECONDS", 30.0)
 GATEWAY_DEFAULT_COOLDOWN_SECONDS = env_float("GATEWAY_DEFAULT_COOLDOWN_SECONDS", 30.0)
+# An upstream 401 rests that credential, then it is probed again; only refusals on this many distinct
+# requests within the window disable it (one refusal can be a passing fault of the provider's).
+GATEWAY_CREDENTIAL_REFUSED_COOLDOWN_SECONDS = env_float("GATEWAY_CREDENTIAL_REFUSED_COOLDOWN_SECONDS", 60.0)
+GATEWAY_CREDENTIAL_REFUSALS_TO_DISABLE = env_int("GATEWAY_CREDENTIAL_REFUSALS_TO_DISABLE", 3)
+GATEWAY_CREDENTIAL_REFUSAL_WINDOW_SECONDS = env_float("GATEWAY_CREDENTIAL_REFUSAL_WINDOW_SECONDS", 600.0)
 GATEWAY_FULL_GC_INTERVAL_SECONDS = env_float("GATEWAY_FULL_GC_INTERVAL_SECONDS", 300.0)
 GATEWAY_GUARD_MULTIPLIER = env_int("GATEWAY_GUARD_MULTIPLIER", 10)
 GATEWAY_LIMITER_TIMEOUT_SECONDS = env_float("GATEWAY_LIMITER_TIMEOUT_SECONDS", 1.0)
@@ -182,6 +211,16 @@ GATEWAY_UNKNOWN_KEY_CACHE_SIZE = env_int("GATEWAY_UNKNOWN_KEY_CACHE_SIZE", 100_0
 GATEWAY_KEY_LOOKUP_THREADS = env_int("GATEWAY_KEY_LOOKUP_THREADS", 4)
 GATEWAY_KEY_LOOKUPS_PER_CLIENT = env_int("GATEWAY_KEY_LOOKUPS_PER_CLIENT", 4)
 GATEWAY_AUTH_FAILURES_PER_MINUTE = env_int("GATEWAY_AUTH_FAILURES_PER_MINUTE", 30)
+
+# The production web server (python -m llmapi.server; docs/operations.md): its address, workers and limits.
+WEB_HOST = env_str("WEB_HOST", "127.0.0.1")  # behind nginx on the same host; a private address otherwise
+WEB_PORT = env_int("WEB_PORT", 8000)
+WEB_WORKERS = env_int("WEB_WORKERS", os.cpu_count() or 1)
+WEB_BACKLOG = env_int("WEB_BACKLOG", 4096)
+WEB_LIMIT_CONCURRENCY = env_int("WEB_LIMIT_CONCURRENCY", 10_000)  # connections per worker; beyond: 503
+WEB_KEEPALIVE_SECONDS = env_int("WEB_KEEPALIVE_SECONDS", 75)  # longer than nginx's upstream keepalive_timeout
+WEB_MAX_HEADER_BYTES = env_int("WEB_MAX_HEADER_BYTES", 256 * 1024)
+WEB_HEADER_TIMEOUT_SECONDS = env_float("WEB_HEADER_TIMEOUT_SECONDS", 30.0)
 
 # Usage: how long raw events are kept (rollups stay), when a dead drain's entries are taken over, and how many
 # records a gateway process holds while Redis is away before writing them to the database itself.

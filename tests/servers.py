@@ -7,13 +7,17 @@ while every request still crosses a real loopback HTTP connection.
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import socket
+import string
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
@@ -162,3 +166,195 @@ def kill_group(process: subprocess.Popen, signal_number: int = signal.SIGKILL) -
 def database_url_of_tests() -> str:
     database = settings.DATABASES["default"]  # the test database pytest-django created
     return f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
+
+
+@dataclass
+class WebServer:
+    """The production launcher (python -m llmapi.server) and its worker processes."""
+
+    base_url: str
+    port: int
+    process: subprocess.Popen
+
+    def worker_pids(self) -> list[int]:
+        """The uvicorn workers: the launcher's children, less multiprocessing's resource tracker."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        return [int(pid) for pid in children if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+@contextmanager
+def web_server(workers: int, **env: str) -> Iterator[WebServer]:
+    """`python -m llmapi.server` on the test database, as production runs it; `env` overrides settings."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llmapi.server", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
+        cwd=PROJECT_DIR,
+        env={**os.environ, "DATABASE_URL": database_url_of_tests(), "DEBUG": "0", "LOG_LEVEL": "WARNING", **env},
+        start_new_session=True,
+    )
+    server = WebServer(f"http://127.0.0.1:{port}", port, process)
+    try:
+        wait_for_http(server.base_url + "/v1/models", process, timeout=120)
+        wait_until(lambda: len(server.worker_pids()) == workers and all_listening(port, workers), timeout=120)
+        yield server
+    finally:
+        process.terminate()  # the launcher stops its workers
+        try:
+            process.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            kill_group(process)
+
+
+def all_listening(port: int, count: int) -> bool:
+    """True once `count` sockets listen on `port` (each worker has its own)."""
+    return sum(1 for _ in listening_socket_inodes(port)) >= count
+
+
+def listening_socket_inodes(port: int, state: str = "0A") -> Iterator[str]:
+    """Inodes of the loopback TCP sockets on local `port` in `state` (0A: listening, 01: established)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == state:
+            yield fields[9]
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+NGINX_TEMPLATE = PROJECT_DIR / "deploy" / "nginx" / "llmapi.conf.template"
+
+
+class NginxServer:
+    """The real nginx with the repository's configuration, in front of `upstream_address`.
+
+    Runs as a child (not a daemon) from a private prefix, with a self-signed certificate for
+    127.0.0.1 and the ports and timeouts a test gives; everything else is the file as shipped.
+    """
+
+    def __init__(self, directory: Path, upstream_address: str, timeouts: dict[str, str]) -> None:
+        if not Path(NGINX).exists():
+            raise RuntimeError("nginx is not installed: apt-get install -y nginx-light")
+        self.directory = directory
+        self.https_port = free_port()
+        self.http_port = free_port()
+        self.base_url = f"https://127.0.0.1:{self.https_port}"
+        self.certificate = directory / "certificate.pem"
+        self.error_log = directory / "error.log"
+        key = directory / "key.pem"
+        write_self_signed_certificate(self.certificate, key)
+        site = render_site(upstream_address, self.certificate, key, self.https_port, self.http_port, timeouts)
+        (directory / "llmapi.conf").write_text(site)
+        (directory / "nginx.conf").write_text(self._main_configuration())
+        self._process: subprocess.Popen | None = None
+
+    def _main_configuration(self) -> str:
+        temp = "".join(
+            f"    {kind}_temp_path {self.directory / kind};\n"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        return (
+            f"{user}daemon off;\nworker_processes 1;\npid {self.directory / 'nginx.pid'};\n"
+            f"error_log {self.directory / 'error.log'} warn;\n"
+            "events { worker_connections 512; }\n"
+            "http {\n    access_log off;\n"
+            f"{temp}"
+            # An operator's broad gzip setting: the site must still never compress its API answers.
+            "    gzip on;\n    gzip_types text/event-stream application/json;\n"
+            f"    include {self.directory / 'llmapi.conf'};\n}}\n"
+        )
+
+    def start(self) -> NginxServer:
+        self._process = subprocess.Popen(
+            [
+                NGINX,
+                "-p",
+                str(self.directory),
+                "-c",
+                str(self.directory / "nginx.conf"),
+                "-e",
+                str(self.directory / "error.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        wait_until(self._accepts)
+        return self
+
+    def _accepts(self) -> bool:
+        if self._process is not None and self._process.poll() is not None:
+            raise RuntimeError(f"nginx exited: {self._process.stderr.read().decode() if self._process.stderr else ''}")
+        try:
+            socket.create_connection(("127.0.0.1", self.https_port), timeout=1).close()
+        except OSError:
+            return False
+        return True
+
+    def stop(self) -> None:
+        if self._process is not None:
+            stop_process(self._process)
+            if self._process.stderr is not None:
+                self._process.stderr.close()
+            self._process = None
+
+
+def render_site(
+    upstream_address: str, certificate: Path, key: Path, https_port: int, http_port: int, timeouts: dict[str, str]
+) -> str:
+    """The shipped template with envsubst's substitutions, loopback ports and the test's timeouts.
+
+    `timeouts` maps directives as shipped (`client_header_timeout 10s;`) to the test's.
+    """
+    site = string.Template(NGINX_TEMPLATE.read_text()).safe_substitute(
+        LLMAPI_SERVER_NAME="localhost",
+        LLMAPI_TLS_CERTIFICATE=str(certificate),
+        LLMAPI_TLS_CERTIFICATE_KEY=str(key),
+        LLMAPI_WEB_ADDRESS=upstream_address,
+    )
+    site = re.sub(r"\n\s*listen \[::\]:\d+[^;]*;", "", site)
+    site = site.replace("listen 443 ", f"listen 127.0.0.1:{https_port} ").replace(
+        "listen 80;", f"listen 127.0.0.1:{http_port};"
+    )
+    for shipped, replacement in timeouts.items():
+        if site.count(shipped) != 1:
+            raise ValueError(f"{shipped!r} is not in {NGINX_TEMPLATE} exactly once")
+        site = site.replace(shipped, replacement)
+    return site
+
+
+def write_self_signed_certificate(certificate_path: Path, key_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+    from ipaddress import IPv4Address
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(IPv4Address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    certificate_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )

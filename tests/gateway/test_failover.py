@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.models import UpstreamCredential
 from gateway.routing import health
 from gateway.services import upstream_add
 from tests.helpers import free_port
@@ -53,22 +52,12 @@ def test_when_every_credential_rests_the_soonest_one_is_still_tried(gateway, ant
     assert create(gateway).content[0].text == "Hello from the simulator."
 
 
-def test_refused_credential_is_disabled_and_never_shown_as_the_users_error(gateway):
+def test_refused_credential_is_never_shown_as_the_users_error(gateway):
     upstream_add(name="sim", base_url=gateway.simulator.base_url, credentials=["sk-ant-sim-second"])
     gateway.simulator.set_bad_credentials(["sk-ant-sim-primary"])
     for _ in range(3):
         assert create(gateway).content[0].text == "Hello from the simulator."
     assert credentials_used(gateway).count("sk-ant-sim-primary") <= 1
-    refused = UpstreamCredential.objects.get(secret="sk-ant-sim-primary")
-    assert not refused.enabled
-    assert "401" in refused.disabled_reason
-
-
-def test_every_backend_failing_gives_503_overloaded(gateway, anthropic_errors):
-    gateway.simulator.fail_next(500, count=10)
-    with pytest.raises(anthropic_errors.ServiceUnavailableError) as caught:
-        create(gateway)
-    assert caught.value.body["error"]["type"] == "overloaded_error"
 
 
 def test_unreachable_backend_fails_over(gateway):

@@ -112,11 +112,12 @@ def test_refusals_of_the_gateway_do_not_count_but_show_the_windows(gateway):
     assert post(gateway.base_url, gateway.key).headers["anthropic-ratelimit-requests-remaining"] == "9"
 
 
-def test_our_own_503_gives_the_request_back(gateway):
+@pytest.mark.parametrize(("upstream_status", "client_status"), [(0, 503), (500, 500)])
+def test_a_request_no_backend_could_answer_is_given_back(gateway, upstream_status, client_status):
     put_on_plan(gateway, "free")
-    gateway.simulator.fail_next(500, count=5)
+    gateway.simulator.fail_next(upstream_status, count=5)  # 0: the connection drops
     outage = post(gateway.base_url, gateway.key)
-    assert outage.status_code == 503
+    assert outage.status_code == client_status
     assert outage.headers["anthropic-ratelimit-requests-remaining"] == "10"  # the windows without it
     gateway.simulator.reset()  # the backend is well again
     assert post(gateway.base_url, gateway.key).headers["anthropic-ratelimit-requests-remaining"] == "9"

@@ -72,7 +72,8 @@ class Command(BaseCommand):
                 f"{upstream.name} {upstream.kind} {upstream.base_url} {state} priority {upstream.priority}"
             )
             for credential in upstream.credentials.all():
-                status = "enabled" if credential.enabled else f"disabled ({credential.disabled_reason})"
+                when = f" {credential.disabled_at:%Y-%m-%d %H:%M} UTC" if credential.disabled_at else ""
+                status = "enabled" if credential.enabled else f"disabled{when} ({credential.disabled_reason})"
                 self.stdout.write(f"  credential {credential.masked}  {status}")
             for target in upstream.targets.all():
                 model = target.upstream_model or "(same name)"
