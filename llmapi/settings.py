@@ -61,6 +61,7 @@ MIDDLEWARE = [
     "llmapi.static_files.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "llmapi.middleware.UnreadableFormMiddleware",  # before anything reads the form, the CSRF check included
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
