@@ -40,7 +40,7 @@ INSTALLED_APPS = [
     # Daphne (first, so that `runserver` serves the ASGI application) only for that command: it
     # pulls in Twisted, some 35 MB that no production server process needs.
     *(["daphne"] if sys.argv[1:2] == ["runserver"] else []),
-    "django.contrib.admin",
+    "accounts.apps.StaffAdminConfig",  # django.contrib.admin, for staff with a second factor only
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "allauth",
     "allauth.account",
+    "allauth.mfa",
     "rest_framework",
     "django_htmx",
     "accounts",
@@ -64,6 +65,7 @@ MIDDLEWARE = [
     "llmapi.static_files.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "llmapi.middleware.UnreadableFormMiddleware",  # before anything reads the form, the CSRF check included
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -102,12 +104,20 @@ REDIS_URL = env_str("REDIS_URL")
 REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", "llmapi")  # lets deployments (or test runs) share a Redis
 REDIS_SHARDS = env_int("REDIS_SHARDS", 1)  # Redis Cluster slots the accounts are spread over (gateway/redis_keys.py)
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": REDIS_KEY_PREFIX,  # allauth's rate-limit counters live here too
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # Celery: JSON only, bounded tasks; eager (in process) when there is no Redis to queue on.
 CELERY_BROKER_URL = REDIS_URL or "memory://"
+# Every key the broker writes (queues, bindings, unacked messages) under our prefix, not only the queue's name.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": f"{REDIS_KEY_PREFIX}:"}
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 CELERY_TASK_SERIALIZER = "json"
@@ -230,10 +240,9 @@ USAGE_DRAIN_BATCH_SIZE = env_int("USAGE_DRAIN_BATCH_SIZE", 500)
 USAGE_BUFFER_LIMIT = env_int("USAGE_BUFFER_LIMIT", 100_000)
 
 # Accounts (allauth): email and password, no username, mandatory email verification.
-AUTHENTICATION_BACKENDS = [
-    "django.contrib.auth.backends.ModelBackend",  # the admin's login
-    "allauth.account.auth_backends.AuthenticationBackend",  # login by email, with allauth's rate limits
-]
+# allauth's backend only: every password check, the admin's included (accounts/admin_site.py), goes
+# through allauth's login with its rate limits.
+AUTHENTICATION_BACKENDS = ["allauth.account.auth_backends.AuthenticationBackend"]
 ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
 ACCOUNT_USER_MODEL_USERNAME_FIELD = None
 ACCOUNT_LOGIN_METHODS = {"email"}
@@ -248,7 +257,9 @@ ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[LLM API] "
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = _public.scheme
 # allauth's defaults, spelled out so that nobody switches them off by accident: failed logins are
-# limited per address and per IP, signups and password-reset mails per IP (counted in CACHES).
+# limited per address (the account: 5 in 5 minutes, from however many clients) and per client (the TCP
+# peer, or whom a TRUSTED_PROXIES proxy names: accounts/adapters.py); signups and password-reset mails
+# per client (all counted in CACHES).
 ACCOUNT_RATE_LIMITS = {
     "login_failed": "10/m/ip,5/5m/key",
     "login": "30/m/ip",
@@ -256,6 +267,9 @@ ACCOUNT_RATE_LIMITS = {
     "reset_password": "20/m/ip,5/m/key",
     "confirm_email": "1/3m/key",
 }
+# A second factor (authenticator app, recovery codes) for anyone who turns it on; staff must, for the admin.
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = "LLM API"
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "dashboard:overview"
 LOGOUT_REDIRECT_URL = "home"

@@ -11,6 +11,8 @@ import pytest
 import redis
 from django.apps import apps as django_apps
 from django.conf import settings
+from django.test import Client
+from django.test.utils import override_settings
 
 from accounts.models import User
 from gateway.simulator import SimulatorThread
@@ -24,7 +26,11 @@ def private_redis_prefix() -> Iterator[None]:
     prefix = f"llmapi-test-{uuid.uuid4().hex[:12]}"
     os.environ["REDIS_KEY_PREFIX"] = prefix  # for gateway processes the tests start
     settings.REDIS_KEY_PREFIX = prefix
+    # Django's cache (allauth's rate limits) too; override_settings so the cache handlers are rebuilt.
+    cache_prefix = override_settings(CACHES={"default": {**settings.CACHES["default"], "KEY_PREFIX": prefix}})
+    cache_prefix.enable()
     yield
+    cache_prefix.disable()
     client = redis.Redis.from_url(settings.REDIS_URL)
     for key in client.scan_iter(f"{prefix}:*"):
         client.delete(key)
@@ -47,6 +53,20 @@ def alice(db) -> User:
 @pytest.fixture
 def bob(db) -> User:
     return User.objects.create_user("bob@example.com", "correct horse battery")
+
+
+@pytest.fixture
+def admin_client(admin_user, settings) -> Client:
+    """pytest-django's admin_client, logged in as the admin requires: allauth's login and a second factor."""
+    from tests.staff import enable_totp, log_in_with_second_factor
+
+    # A cache of this test's own: the logins of a whole run from one address would meet allauth's rate limits.
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": uuid.uuid4().hex}
+    }
+    client = Client()
+    log_in_with_second_factor(client, user=admin_user, password="password", secret=enable_totp(admin_user))
+    return client
 
 
 def reseed() -> None:

@@ -34,8 +34,8 @@ async def test_v1_reaches_the_gateway_with_an_anthropic_shaped_404(client):
     assert body["request_id"].startswith("req_")
 
 
-async def test_admin_login_reaches_django(client):
-    response = await client.get("/admin/login/")
+async def test_login_page_reaches_django(client):
+    response = await client.get("/accounts/login/")
     assert response.status_code == 200
     assert "text/html" in response.headers["content-type"]
-    assert 'name="username"' in response.text
+    assert 'name="login"' in response.text

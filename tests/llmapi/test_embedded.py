@@ -39,7 +39,8 @@ def test_home_page_admin_and_gateway_over_http(embedded_server):
     for plan_name in ("Free", "Pro", "Max 5x", "Max 20x"):
         assert plan_name in home.text
 
-    assert httpx.get(embedded_server + "/admin/login/").status_code == 200
+    assert httpx.get(embedded_server + "/accounts/login/").status_code == 200
+    assert httpx.get(embedded_server + "/admin/").status_code == 302
     assert httpx.get(embedded_server + "/static/css/site.css").status_code == 200
 
     gateway = httpx.post(embedded_server + "/v1/messages", json={})
