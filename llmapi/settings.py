@@ -208,9 +208,11 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "llmapi.api_errors.api_exception_handler",
 }
 
-# Stripe: billing is off until both are set.
+# Stripe: billing is off until both are set. STRIPE_API_BASE points the client at a stand-in
+# (`manage.py simulate_stripe`); empty means Stripe itself.
 STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY")
 STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET")
+STRIPE_API_BASE = env_str("STRIPE_API_BASE").rstrip("/")
 
 # Security: strict by default outside development.
 SECURE_CONTENT_TYPE_NOSNIFF = True
