@@ -8,6 +8,7 @@ its subclasses); callers decide what a failure means for the person waiting.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,10 +21,14 @@ NETWORK_RETRIES = 2
 
 
 def client() -> stripe.StripeClient:
-    base_addresses = {"api": settings.STRIPE_API_BASE} if settings.STRIPE_API_BASE else None
-    return stripe.StripeClient(
-        settings.STRIPE_SECRET_KEY, base_addresses=base_addresses, max_network_retries=NETWORK_RETRIES
-    )
+    return _client_for(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE)
+
+
+@functools.lru_cache(maxsize=4)
+def _client_for(secret_key: str, api_base: str) -> stripe.StripeClient:
+    # One client per configuration, so that its HTTP connections are kept and reused.
+    base_addresses = {"api": api_base} if api_base else None
+    return stripe.StripeClient(secret_key, base_addresses=base_addresses, max_network_retries=NETWORK_RETRIES)
 
 
 def timestamp_to_datetime(value: int | None) -> datetime | None:

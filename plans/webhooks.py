@@ -60,11 +60,12 @@ class EventTarget:
 def event_target(event: Any) -> EventTarget:
     """Read the ids out of a verified event; raises MalformedEventError when they are not there."""
     try:
-        event_id, event_type, data = event["id"], event["type"], event["data"]["object"]
+        event_id, event_type = event["id"], event["type"]
         if not isinstance(event_id, str) or not isinstance(event_type, str):
             raise MalformedEventError("event id and type must be strings")
         if event_type not in SUBSCRIPTION_EVENTS:
             return EventTarget(event_id, event_type, None, None)
+        data = event["data"]["object"]
         return EventTarget(event_id, event_type, _id_of(data.get("customer")), _subscription_id_of(event_type, data))
     except (KeyError, TypeError, AttributeError) as error:
         raise MalformedEventError(f"not a Stripe event: {error!r}") from error
