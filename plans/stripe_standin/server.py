@@ -556,7 +556,8 @@ class StripeStandInThread:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        runner = web.AppRunner(build_app(StandIn(self.world, self.api_key, self.sender)), shutdown_timeout=1.0)
+        app = build_app(StandIn(self.world, self.api_key, self.sender))
+        runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
         await runner.setup()
         await web.SockSite(runner, self._socket).start()
         self._ready.set()

@@ -69,9 +69,8 @@ def test_an_upgrade_applies_at_once_and_charges_the_prorated_difference(alice, a
     assert "Upgraded" in plan_page(alice_client)
     row = wait_for_row(alice, lambda row: row.plan.slug == "max-5x")
     assert row.status == "active"
-    prorations = [
-        invoice for invoice in standin.world.table("invoice").values() if invoice["billing_reason"] == "subscription_update"
-    ]
+    invoices = standin.world.table("invoice").values()
+    prorations = [invoice for invoice in invoices if invoice["billing_reason"] == "subscription_update"]
     assert len(prorations) == 1
     assert 7_900 <= prorations[0]["amount_due"] <= 8_000  # (100 - 20) dollars for almost a whole month
     assert prorations[0]["status"] == "paid"

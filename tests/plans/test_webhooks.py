@@ -149,7 +149,9 @@ def test_an_unknown_customer_is_logged_and_acknowledged(asgi_server, quiet_stand
     assert "cus_stranger" in caplog.text
 
 
-def test_stripe_unreachable_is_503_and_the_redelivery_is_handled(alice, alice_client, asgi_server, quiet_standin, settings):
+def test_stripe_unreachable_is_503_and_the_redelivery_is_handled(
+    alice, alice_client, asgi_server, quiet_standin, settings
+):
     buy(alice_client, "pro")
     created = next(event for event in quiet_standin.world.outbox if event["type"] == "customer.subscription.created")
     reachable = settings.STRIPE_API_BASE
