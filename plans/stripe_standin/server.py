@@ -135,6 +135,8 @@ class WebhookSender:
                     },
                 )
                 attempts.append(response.status_code)
+                answer = f"{response.status_code} {response.text[:80]}"
+                logger.info("webhook %s %s: %s", event["id"], event["type"], answer)
                 if response.is_success:
                     return
             except httpx.HTTPError as error:
