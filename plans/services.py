@@ -37,6 +37,7 @@ class PlanChange(enum.StrEnum):
     RESUMED = "resumed"
 
 
+UNPAID = "Your subscription has an unpaid invoice: pay it, or cancel the subscription, under Manage billing."
 STRIPE_UNREACHABLE = "Stripe could not be reached; nothing was changed. Please try again in a minute."
 
 
@@ -58,6 +59,8 @@ def checkout_start(*, user: User, plan: Plan, success_url: str, cancel_url: str)
         raise BillingError(f"The {plan.name} plan cannot be bought online.")
     try:
         account = billing_account_for_user(user=user)
+        if account.status == Subscription.Status.UNPAID:
+            raise BillingError(UNPAID)
         if account.is_live:
             raise BillingError("You already have a subscription: change its plan instead.")
         return stripe_gateway.checkout_session_create(
@@ -145,7 +148,9 @@ def subscription_cancel_for_deleted_account(*, user: User) -> None:
 
 def _live_stripe_subscription(*, user: User) -> StripeSubscription:
     account = subscription_for_user(user=user)
-    if account is None or not account.stripe_subscription_id or not account.is_live:
+    if account is not None and account.status == Subscription.Status.UNPAID:
+        raise BillingError(UNPAID)
+    if account is None or not account.stripe_subscription_id or not account.grants_plan:
         raise BillingError("You have no subscription to change: choose a plan first.")
     try:
         # Stripe's current state, not our copy: a webhook may still be on its way.

@@ -69,7 +69,7 @@ def checkout(request: HttpRequest, slug: str) -> HttpResponse:
         return redirect("plans:plan")
     subscription = subscription_for_user(user=request.user)
     try:
-        if subscription is not None and subscription.is_live:
+        if subscription is not None and subscription.grants_plan:
             messages.success(request, PLAN_CHANGE_MESSAGES[plan_change(user=request.user, plan=plan)])
             return redirect("plans:plan")
         if not plan.price_monthly_cents:

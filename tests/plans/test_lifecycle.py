@@ -3,6 +3,8 @@ downgrade and cancel at period end, a failed payment and its fix, unpaid, accoun
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 from django.urls import reverse
@@ -11,7 +13,15 @@ from accounts.models import User
 from plans.models import Plan, Subscription
 from plans.selectors import plan_for_user
 from tests.dashboard.conftest import post_form
-from tests.plans.billing import FAILING_CARD, GOOD_CARD, billing_row, pay, wait_for_deliveries, wait_for_row
+from tests.plans.billing import (
+    FAILING_CARD,
+    GOOD_CARD,
+    billing_row,
+    pay,
+    post_event,
+    wait_for_deliveries,
+    wait_for_row,
+)
 
 pytestmark = pytest.mark.usefixtures("standin")
 
@@ -197,3 +207,37 @@ def test_the_dashboard_buttons_reach_only_the_users_own_customer(alice, bob, ali
     assert standin.world.get("portal_session", portal_id)["customer"] == alice_row.stripe_customer_id
     assert Plan.objects.get(slug="pro") == plan_for_user(user=alice)
     assert plan_for_user(user=bob).slug == "free"
+
+
+def test_after_a_cancellation_a_new_purchase_wins_over_late_events_of_the_old_one(
+    alice, alice_client, standin, asgi_server
+):
+    first = subscribe(alice_client, alice, "pro")
+    post_form(alice_client, reverse("plans:cancel"))
+    wait_for_row(alice, lambda row: row.cancel_at_period_end)
+    standin.advance(days=31)
+    wait_for_row(alice, lambda row: row.status == "canceled")
+
+    second = subscribe(alice_client, alice, "max-5x")
+    assert second.stripe_subscription_id != first.stripe_subscription_id
+    assert second.stripe_customer_id == first.stripe_customer_id
+
+    # A late event about the old subscription (a new event id, as a Stripe retry of another event would be).
+    old = standin.world.get("subscription", first.stripe_subscription_id)
+    late = {"id": "evt_late_old", "object": "event", "type": "customer.subscription.deleted", "data": {"object": old}}
+    assert post_event(asgi_server.base_url, json.dumps(late).encode(), standin.webhook_secret).text == "handled."
+    row = billing_row(alice)
+    assert row.stripe_subscription_id == second.stripe_subscription_id
+    assert row.status == "active"
+    assert plan_for_user(user=alice).slug == "max-5x"
+
+
+def test_an_unpaid_subscription_is_settled_in_the_portal_not_by_a_second_checkout(alice, alice_client, standin):
+    row = subscribe(alice_client, alice, "pro")
+    standin.world.card_set(row.stripe_customer_id, FAILING_CARD)
+    standin.advance(days=39)
+    wait_for_row(alice, lambda row: row.status == "unpaid")
+    response = post_form(alice_client, reverse("plans:checkout", args=["pro"]))
+    assert response["Location"] == reverse("plans:plan")
+    assert "unpaid invoice" in plan_page(alice_client)
+    assert len(standin.world.table("checkout_session")) == 1
