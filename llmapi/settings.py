@@ -283,9 +283,11 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "llmapi.api_errors.api_exception_handler",
 }
 
-# Stripe: billing is off until both are set.
+# Stripe: billing is off until both are set. STRIPE_API_BASE points the client at a stand-in
+# (`manage.py simulate_stripe`); empty means Stripe itself.
 STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY")
 STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET")
+STRIPE_API_BASE = env_str("STRIPE_API_BASE").rstrip("/")
 
 # Security: strict by default outside development.
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -311,4 +313,5 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"stripe": {"level": "WARNING"}},  # the library logs every request at INFO
 }

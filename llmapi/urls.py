@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from llmapi import views
+from plans.views import stripe_webhook
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -14,6 +15,7 @@ urlpatterns = [
     path("dashboard/", include("accounts.urls")),
     path("dashboard/keys/", include("keys.urls")),
     path("dashboard/plan/", include("plans.urls")),
+    path("stripe/webhook/", stripe_webhook, name="stripe_webhook"),
     path("api/", include("llmapi.api_urls")),
     path("admin/", admin.site.urls),
 ]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from plans.models import Plan
+from plans.models import Plan, StripeEvent, Subscription
 
 
 @admin.register(Plan)
@@ -39,3 +39,31 @@ class PlanAdmin(admin.ModelAdmin):
         ),
         ("Billing", {"fields": ("price_monthly_cents", "stripe_price_id")}),
     )
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(admin.ModelAdmin):
+    """Read only: Stripe's webhooks write these rows. To give an account a plan, set it on the user."""
+
+    list_display = ("user", "plan", "status", "current_period_end", "cancel_at_period_end", "scheduled_plan")
+    list_filter = ("status", "plan", "cancel_at_period_end")
+    search_fields = ("user__email", "stripe_customer_id", "stripe_subscription_id")
+
+    def has_add_permission(self, request: object) -> bool:
+        return False
+
+    def has_change_permission(self, request: object, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(StripeEvent)
+class StripeEventAdmin(admin.ModelAdmin):
+    list_display = ("id", "type", "received_at")
+    list_filter = ("type",)
+    search_fields = ("id",)
+
+    def has_add_permission(self, request: object) -> bool:
+        return False
+
+    def has_change_permission(self, request: object, obj: object = None) -> bool:
+        return False

@@ -1,4 +1,4 @@
-"""Whether this deployment can take payments: Stripe is configured by its secret key (settings.STRIPE_SECRET_KEY)."""
+"""Whether this deployment can take payments: Stripe's secret key and the webhook secret are both set."""
 
 from __future__ import annotations
 
@@ -6,4 +6,4 @@ from django.conf import settings
 
 
 def billing_is_configured() -> bool:
-    return bool(settings.STRIPE_SECRET_KEY)
+    return bool(settings.STRIPE_SECRET_KEY and settings.STRIPE_WEBHOOK_SECRET)

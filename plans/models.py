@@ -45,3 +45,66 @@ class Plan(models.Model):
     @property
     def has_unlimited_tokens(self) -> bool:
         return self.monthly_token_quota is None
+
+
+class Subscription(models.Model):
+    """A user's Stripe customer and subscription, as the last webhook found them at Stripe.
+
+    One row per user, created with the Stripe customer at the first checkout; webhooks are the only
+    writer of its subscription fields (plans/webhooks.py).
+    """
+
+    class Status(models.TextChoices):
+        NONE = "", "No subscription"
+        INCOMPLETE = "incomplete", "Incomplete"
+        INCOMPLETE_EXPIRED = "incomplete_expired", "Incomplete, expired"
+        TRIALING = "trialing", "Trialing"
+        ACTIVE = "active", "Active"
+        PAST_DUE = "past_due", "Past due"
+        CANCELED = "canceled", "Canceled"
+        UNPAID = "unpaid", "Unpaid"
+        PAUSED = "paused", "Paused"
+
+    # Stripe keeps retrying a past_due invoice: the customer keeps the plan meanwhile.
+    ENTITLED_STATUSES = frozenset({Status.TRIALING, Status.ACTIVE, Status.PAST_DUE})
+
+    user = models.OneToOneField("accounts.User", on_delete=models.CASCADE, related_name="subscription")
+    stripe_customer_id = models.CharField(max_length=255, unique=True)
+    stripe_subscription_id = models.CharField(max_length=255, blank=True, db_index=True)
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, null=True, blank=True, related_name="subscriptions")
+    status = models.CharField(max_length=32, choices=Status.choices, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True, help_text="When Stripe created the subscription.")
+    current_period_end = models.DateTimeField(null=True, blank=True)
+    cancel_at_period_end = models.BooleanField(default=False)
+    scheduled_plan = models.ForeignKey(
+        Plan, on_delete=models.PROTECT, null=True, blank=True, related_name="+", help_text="A downgrade Stripe applies."
+    )
+    scheduled_change_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.plan or '-'} {self.status or 'none'}"
+
+    @property
+    def grants_plan(self) -> bool:
+        return self.plan_id is not None and self.status in self.ENTITLED_STATUSES
+
+    @property
+    def is_live(self) -> bool:
+        """A subscription that a checkout must not duplicate: changes go through it instead."""
+        return self.status in self.ENTITLED_STATUSES or self.status in {self.Status.INCOMPLETE, self.Status.UNPAID}
+
+    @property
+    def is_past_due(self) -> bool:
+        return self.status == self.Status.PAST_DUE
+
+
+class StripeEvent(models.Model):
+    """A Stripe event already handled: a redelivery of its id changes nothing."""
+
+    id = models.CharField(max_length=255, primary_key=True)
+    type = models.CharField(max_length=100)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.type}"

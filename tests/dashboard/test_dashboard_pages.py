@@ -189,6 +189,7 @@ def test_plan_page_without_billing(alice_client, settings):
 
 def test_plan_page_with_billing_configured_enables_the_buttons(alice_client, settings):
     settings.STRIPE_SECRET_KEY = "sk_test_configured"
+    settings.STRIPE_WEBHOOK_SECRET = "whsec_configured"
     page = alice_client.get(reverse("plans:plan")).content.decode()
     assert "Billing is not configured" not in page
     assert " disabled" not in page
