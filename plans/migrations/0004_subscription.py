@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("plans", "0002_seed_plans"),
+        ("plans", "0003_plan_concurrent_requests_per_key"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
