@@ -40,7 +40,8 @@ from gateway.relay import RefusedAnswer, SseUsageReader, UpstreamAnswer, open_up
 from gateway.routing import Candidate, route_table
 from gateway.tokens import estimate_input_tokens
 from gateway.upstream_client import close_client_session
-from gateway.usage import UsageRecord, emit, usage_writer
+from gateway.usage.record import UsageRecord
+from gateway.usage.writer import emit, usage_writer
 from gateway.wire import JSON_CONTENT_TYPE, SSE_CONTENT_TYPE
 from keys.selectors import KeyPrincipal
 

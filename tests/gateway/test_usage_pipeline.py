@@ -12,10 +12,11 @@ import redis
 from django.conf import settings
 from django.db.models import Sum
 
-from gateway.models import Granularity, UsageEvent, UsageRollup
-from gateway.services import usage_delete_old_events, usage_ingest
-from gateway.usage import UsageRecord, stream_key
-from gateway.usage_pipeline import GROUP, drain_usage_stream, ensure_group
+from gateway.usage.drain import GROUP, drain_usage_stream, ensure_group
+from gateway.usage.models import Granularity, UsageEvent, UsageRollup
+from gateway.usage.record import UsageRecord
+from gateway.usage.services import usage_delete_old_events, usage_ingest
+from gateway.usage.writer import stream_key
 from keys.services import api_key_create
 from plans.models import Plan
 from tests.helpers import wait_until

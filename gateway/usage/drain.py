@@ -16,8 +16,9 @@ import time
 import redis
 from django.conf import settings
 
-from gateway.services import usage_ingest
-from gateway.usage import UsageRecord, stream_key
+from gateway.usage.record import UsageRecord
+from gateway.usage.services import usage_ingest
+from gateway.usage.writer import stream_key
 
 logger = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
-"""Usage records: one per /v1/messages request, handed over after the response ends.
+"""The gateway side of usage: `emit` a finished request's record, and a writer task sends it on.
 
 `emit` only appends to an in-process buffer; a background task of the gateway process (the
 writer) moves the buffer on, so the client never waits for it:
 - with Redis, one pipelined XADD per batch onto the usage stream, which Celery drains into
-  PostgreSQL (gateway/usage_pipeline.py);
+  PostgreSQL (gateway/usage/drain.py);
 - without Redis (the embedded default), straight into the database in batches.
 When Redis is unreachable the records stay in the buffer and go out when it is back; if the
 buffer grows past USAGE_BUFFER_LIMIT, or the process shuts down while Redis is away, they are
@@ -16,54 +16,17 @@ import asyncio
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
 
-import orjson
-import redis
 import redis.asyncio
 from django.conf import settings
 
+from gateway.cache import in_database_thread
+from gateway.usage.record import UsageRecord
+from gateway.usage.services import usage_ingest
+
 logger = logging.getLogger(__name__)
 
-USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
 BATCH_SIZE = 500
-
-
-@dataclass(slots=True)
-class UsageRecord:
-    request_id: str
-    key_id: int
-    user_id: int
-    requested_model: str
-    stream: bool
-    upstream: str = ""
-    upstream_model: str = ""
-    status: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_creation_input_tokens: int = 0
-    cache_read_input_tokens: int = 0
-    time_to_first_token_ms: float | None = None
-    duration_ms: float = 0.0
-    client_disconnected: bool = False
-    error_type: str = ""
-    ended_at: float = 0.0  # seconds since the epoch
-
-    def take_usage(self, usage: object) -> None:
-        """Copy the token counts an upstream reported (`usage` of a message or an event)."""
-        if not isinstance(usage, dict):
-            return
-        for name in USAGE_FIELDS:
-            value = usage.get(name)
-            if isinstance(value, int) and not isinstance(value, bool):
-                setattr(self, name, value)
-
-    def to_json(self) -> bytes:
-        return orjson.dumps(self)  # orjson reads dataclasses natively, ten times faster than asdict()
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> UsageRecord:
-        return cls(**orjson.loads(raw))
 
 
 def stream_key() -> str:
@@ -91,10 +54,6 @@ class DatabaseTarget:
     """Writes records straight to the database (embedded mode, and the last resort)."""
 
     async def write(self, records: list[UsageRecord]) -> None:
-        # Imported here: gateway.services imports this module (for UsageRecord).
-        from gateway.cache import in_database_thread
-        from gateway.services import usage_ingest
-
         await in_database_thread(usage_ingest)(records=records)
 
     async def close(self) -> None:
