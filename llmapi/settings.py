@@ -165,6 +165,7 @@ GATEWAY_LIMITER_LOG_INTERVAL_SECONDS = env_float("GATEWAY_LIMITER_LOG_INTERVAL_S
 # records a gateway process holds while Redis is away before writing them to the database itself.
 USAGE_RETENTION_DAYS = env_int("USAGE_RETENTION_DAYS", 30)
 USAGE_CLAIM_IDLE_SECONDS = env_float("USAGE_CLAIM_IDLE_SECONDS", 60.0)
+USAGE_MAX_DELIVERIES = env_int("USAGE_MAX_DELIVERIES", 10)  # claims of one stream entry before it is dead-lettered
 USAGE_DRAIN_BATCH_SIZE = env_int("USAGE_DRAIN_BATCH_SIZE", 500)
 USAGE_BUFFER_LIMIT = env_int("USAGE_BUFFER_LIMIT", 100_000)
 

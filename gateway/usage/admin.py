@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.contrib import admin
 from django.utils import timezone
 
-from gateway.usage.models import UsageEvent, UsageRollup
+from gateway.usage.models import UsageDeadLetter, UsageEvent, UsageRollup
 from gateway.usage.selectors import usage_top_keys, usage_top_users
 
 
@@ -57,3 +57,18 @@ class UsageRollupAdmin(ReadOnlyAdmin):
             "top_keys": usage_top_keys(since=since),
         }
         return super().changelist_view(request, extra_context=extra_context)
+
+
+@admin.register(UsageDeadLetter)
+class UsageDeadLetterAdmin(ReadOnlyAdmin):
+    """Records the pipeline could not store even cleaned, with their payload as it came."""
+
+    list_display = ("created_at", "reason", "short_payload")
+    search_fields = ("reason",)
+    date_hierarchy = "created_at"
+    fields = ("created_at", "reason", "payload_preview")
+    readonly_fields = fields
+
+    @admin.display(description="payload")
+    def short_payload(self, letter: UsageDeadLetter) -> str:
+        return letter.payload_preview[:120]

@@ -4,11 +4,14 @@ A consumer group hands each stream entry to one drain. A drain stores a batch (e
 rollups, one transaction), then acknowledges and deletes its entries. If it dies before that, the
 entries stay pending; the next drain claims entries left pending longer than
 USAGE_CLAIM_IDLE_SECONDS and stores them again, which the unique request id makes harmless.
+
+Nothing in an entry can stall the stream: usage_ingest cleans or dead-letters what it cannot
+store and stores the rest, and an entry claimed more than USAGE_MAX_DELIVERIES times (whatever
+keeps killing the drains that take it) becomes a dead letter instead of being tried again.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import time
@@ -16,11 +19,9 @@ import time
 import redis
 from django.conf import settings
 
-from gateway.usage.record import UsageRecord
+from gateway.usage.clean import DeadLetter
 from gateway.usage.services import usage_ingest
-from gateway.usage.writer import stream_key
-
-logger = logging.getLogger(__name__)
+from gateway.usage.writer import RECORD_FIELD, stream_key
 
 GROUP = "aggregators"
 
@@ -45,14 +46,19 @@ def drain_usage_stream(*, client: redis.Redis | None = None, time_budget_seconds
     deadline = time.monotonic() + time_budget_seconds
     stored = 0
     while time.monotonic() < deadline:
-        entries = _claim_abandoned(client, consumer) or _read_new(client, consumer)
-        if not entries:
+        if claimed := _claim_abandoned(client, consumer):
+            stored += _store(client, claimed, worn_out=_delivered_too_often(client, claimed, consumer))
+        elif entries := _read_new(client, consumer):
+            stored += _store(client, entries, worn_out={})  # a first delivery: never worn out
+        else:
             break
-        stored += _store(client, entries)
     return stored
 
 
-def _claim_abandoned(client: redis.Redis, consumer: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
+Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+def _claim_abandoned(client: redis.Redis, consumer: str) -> list[Entry]:
     idle_ms = int(settings.USAGE_CLAIM_IDLE_SECONDS * 1000)
     _, entries, _ = client.xautoclaim(
         stream_key(), GROUP, consumer, idle_ms, start_id="0-0", count=settings.USAGE_DRAIN_BATCH_SIZE
@@ -60,21 +66,42 @@ def _claim_abandoned(client: redis.Redis, consumer: str) -> list[tuple[bytes, di
     return [(entry_id, fields) for entry_id, fields in entries if fields]
 
 
-def _read_new(client: redis.Redis, consumer: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
+def _read_new(client: redis.Redis, consumer: str) -> list[Entry]:
     response = client.xreadgroup(GROUP, consumer, {stream_key(): ">"}, count=settings.USAGE_DRAIN_BATCH_SIZE)
     return response[0][1] if response else []
 
 
-def _store(client: redis.Redis, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> int:
-    records = []
-    for entry_id, fields in entries:
-        try:
-            records.append(UsageRecord.from_json(fields[b"r"]))
-        except (KeyError, TypeError, ValueError):
-            logger.error("usage: unreadable stream entry %s dropped: %r", entry_id, fields)
-    stored = usage_ingest(records=records)
+def _store(client: redis.Redis, entries: list[Entry], *, worn_out: dict[bytes, int]) -> int:
+    stored = usage_ingest(
+        payloads=[_payload(fields) for entry_id, fields in entries if entry_id not in worn_out],
+        dead_letters=[
+            DeadLetter(_payload(fields), f"delivered {worn_out[entry_id]} times without being stored")
+            for entry_id, fields in entries
+            if entry_id in worn_out
+        ],
+    )
     ids = [entry_id for entry_id, _ in entries]
-    # Only after the commit: a crash before this line leaves the entries pending, to be claimed again.
-    client.xack(stream_key(), GROUP, *ids)
-    client.xdel(stream_key(), *ids)
+    # Only after the commit: a crash before this leaves the entries pending, to be claimed again.
+    with client.pipeline(transaction=False) as pipe:
+        pipe.xack(stream_key(), GROUP, *ids)
+        pipe.xdel(stream_key(), *ids)
+        pipe.execute()
     return stored
+
+
+def _payload(fields: dict[bytes, bytes]) -> bytes:
+    """The record an entry carries; an entry of another shape is kept whole, for the dead letter."""
+    if set(fields) == {RECORD_FIELD}:
+        return fields[RECORD_FIELD]
+    return b"\n".join(name + b"=" + value for name, value in fields.items())
+
+
+def _delivered_too_often(client: redis.Redis, entries: list[Entry], consumer: str) -> dict[bytes, int]:
+    """Claimed entries handed out more than USAGE_MAX_DELIVERIES times: whatever keeps failing them stops here."""
+    first, last = entries[0][0], entries[-1][0]
+    pending = client.xpending_range(stream_key(), GROUP, min=first, max=last, count=len(entries), consumername=consumer)
+    return {
+        item["message_id"]: item["times_delivered"]
+        for item in pending
+        if item["times_delivered"] > settings.USAGE_MAX_DELIVERIES
+    }

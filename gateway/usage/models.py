@@ -70,3 +70,23 @@ class UsageRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.granularity} {self.period_start:%Y-%m-%d %H:00} {self.model}"
+
+
+class UsageDeadLetter(models.Model):
+    """A usage record that could not be stored even cleaned: kept as it came, for a person to look at."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    reason = models.CharField(max_length=200)
+    payload = models.BinaryField(help_text="The record as it came (bytes: it may hold what text columns refuse).")
+
+    class Meta:
+        ordering = ("-created_at",)
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.reason}"
+
+    @property
+    def payload_preview(self) -> str:
+        """The payload, readable whatever bytes it holds (control characters escaped)."""
+        text = bytes(self.payload[:2000]).decode("utf-8", "backslashreplace")
+        return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)

@@ -21,12 +21,14 @@ import redis.asyncio
 from django.conf import settings
 
 from gateway.cache import in_database_thread
+from gateway.usage.clean import clean_records, payload_of
 from gateway.usage.record import UsageRecord
 from gateway.usage.services import usage_ingest
 
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
+RECORD_FIELD = b"r"  # a stream entry's one field: the record as JSON
 
 
 def stream_key() -> str:
@@ -43,11 +45,20 @@ class RedisStreamTarget:
         # No MAXLEN: entries nobody has consumed yet must never be trimmed away.
         async with self._client.pipeline(transaction=False) as pipe:
             for record in records:
-                pipe.xadd(stream_key(), {"r": record.to_json()})
+                pipe.xadd(stream_key(), {RECORD_FIELD: entry_payload(record)})
             await pipe.execute()
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def entry_payload(record: UsageRecord) -> bytes:
+    """The record as JSON; one JSON cannot carry (a lone surrogate) is cleaned first, never left to fail a batch."""
+    try:
+        return record.to_json()
+    except TypeError:
+        storable, _ = clean_records([record])
+        return storable[0].to_json() if storable else payload_of(record)  # the drain dead-letters the latter
 
 
 class DatabaseTarget:

@@ -120,12 +120,6 @@ def test_ingest_is_exactly_once_and_fills_hourly_and_daily_rollups(alice):
 
 
 @pytest.mark.django_db
-def test_records_of_deleted_accounts_are_dropped_not_stuck(alice):
-    key = api_key_create(user=alice, name="k").api_key
-    assert usage_ingest(records=[record(key.pk, alice.pk, "req_ok"), record(999_999, 999_999, "req_gone")]) == 1
-
-
-@pytest.mark.django_db
 def test_retention_deletes_old_events_and_keeps_rollups(alice):
     key = api_key_create(user=alice, name="k").api_key
     now = datetime.now(UTC)
