@@ -41,7 +41,7 @@ from gateway.routing import Candidate, route_table
 from gateway.tokens import estimate_input_tokens
 from gateway.upstream_client import close_client_session
 from gateway.usage.record import UsageRecord
-from gateway.usage.writer import emit, usage_writer
+from gateway.usage.writer import emit, emit_refusal, usage_writer
 from gateway.wire import JSON_CONTENT_TYPE, SSE_CONTENT_TYPE
 from keys.selectors import KeyPrincipal
 
@@ -300,7 +300,11 @@ def find_endpoint(request: Request) -> Endpoint:
 
 async def serve(request: Request, receive: Receive, responder: Responder) -> None:
     endpoint = find_endpoint(request)
-    principal = await authenticate(request.headers)  # before the body: refusals cost no upload
+    try:
+        principal = await authenticate(request.headers)  # before the body: refusals cost no upload
+    except GatewayError as error:
+        emit_refusal(status=error.status)  # counted, with no key to count it against
+        raise
     try:
         request.body = await read_body(request, receive, settings.GATEWAY_MAX_BODY_BYTES)
         await run_until_disconnect(endpoint(request, principal, responder), receive)

@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.contrib import admin
 from django.utils import timezone
 
-from gateway.usage.models import UsageDeadLetter, UsageEvent, UsageRollup
+from gateway.usage.models import RefusalRollup, UsageDeadLetter, UsageEvent, UsageRollup
 from gateway.usage.selectors import usage_top_keys, usage_top_users
 
 
@@ -72,3 +72,14 @@ class UsageDeadLetterAdmin(ReadOnlyAdmin):
     @admin.display(description="payload")
     def short_payload(self, letter: UsageDeadLetter) -> str:
         return letter.payload_preview[:120]
+
+
+@admin.register(RefusalRollup)
+class RefusalRollupAdmin(ReadOnlyAdmin):
+    """Answers of our own (401, 404, 429...) per hour: counted, not recorded one by one."""
+
+    list_display = ("period_start", "status", "user", "api_key", "model", "count")
+    list_filter = ("status",)
+    search_fields = ("user__email", "api_key__name", "model")
+    list_select_related = ("user", "api_key")
+    date_hierarchy = "period_start"

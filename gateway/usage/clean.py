@@ -18,7 +18,7 @@ from itertools import islice
 
 import orjson
 
-from gateway.usage.record import USAGE_FIELDS, UsageRecord
+from gateway.usage.record import USAGE_FIELDS, RefusalCount, UsageRecord
 
 REQUEST_ID_LENGTH = 64
 TEXT_LENGTHS = {"requested_model": 200, "upstream": 100, "upstream_model": 200, "error_type": 50}
@@ -29,7 +29,15 @@ MAX_MILLISECONDS = 1e10  # about four months
 EARLIEST_END = 946_684_800.0  # 2000-01-01: anything before is a broken clock
 LATEST_END_AHEAD = 24 * 3600.0  # a clock a day ahead of ours is broken too
 DROPPED_CATEGORIES = frozenset({"Cc", "Cs"})  # control characters, lone surrogates
+RECORD_FIELD = b"r"  # a stream entry holding one record as JSON
+REFUSALS_FIELD = b"c"  # a stream entry holding refusal counts, as JSON rows
 RECORD_FIELDS = frozenset(field.name for field in fields(UsageRecord))
+WHOLE_NUMBER_RANGES = (
+    ("key_id", MAX_ID),
+    ("user_id", MAX_ID),
+    ("status", MAX_STATUS),
+    *((name, MAX_TOKENS) for name in USAGE_FIELDS),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +50,50 @@ class DeadLetter:
 
 class UnstorableRecordError(ValueError):
     """The record lacks what storing it needs (a request id, a key)."""
+
+
+def read_entry(fields: dict[bytes, bytes]) -> UsageRecord | list[RefusalCount] | DeadLetter:
+    """What a stream entry carries, cleaned: a record, refusal counts, or a dead letter."""
+    if set(fields) == {RECORD_FIELD}:
+        return record_from_payload(fields[RECORD_FIELD])
+    if set(fields) == {REFUSALS_FIELD}:
+        return refusals_from_payload(fields[REFUSALS_FIELD])
+    return DeadLetter(entry_payload(fields), "a stream entry of unknown shape")
+
+
+def entry_payload(fields: dict[bytes, bytes]) -> bytes:
+    """An entry's raw form for a dead letter: its one field's value, or every field."""
+    if len(fields) == 1:
+        return next(iter(fields.values()))
+    return b"\n".join(name + b"=" + value for name, value in fields.items())
+
+
+def refusals_from_payload(payload: bytes) -> list[RefusalCount] | DeadLetter:
+    try:
+        rows = orjson.loads(payload)
+        return [_refusal(row) for row in rows]
+    except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
+        return DeadLetter(payload, f"unreadable refusal counts: {exc}")
+
+
+def _refusal(row: object) -> RefusalCount:
+    if not isinstance(row, list) or len(row) != 6:
+        raise ValueError("a row is not [hour, key, user, model, status, count]")
+    hour, key_id, user_id, model, status, count = row
+    if not isinstance(hour, int) or not EARLIEST_END <= hour <= time.time() + LATEST_END_AHEAD:
+        raise ValueError("no usable hour")
+    return RefusalCount(
+        hour=hour - hour % 3600,
+        key_id=_optional_identifier(key_id),
+        user_id=_optional_identifier(user_id),
+        model=_text(model, TEXT_LENGTHS["requested_model"]),
+        status=_clamped_int(status, MAX_STATUS),
+        count=_clamped_int(count, MAX_TOKENS),
+    )
+
+
+def _optional_identifier(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID else None
 
 
 def record_from_payload(payload: bytes) -> UsageRecord | DeadLetter:
@@ -78,6 +130,8 @@ def payload_of(record: UsageRecord) -> bytes:
 
 
 def cleaned_record(values: dict[str, object]) -> UsageRecord:
+    if _already_clean(values):
+        return UsageRecord(**values)  # the usual record, as the gateway wrote it
     return UsageRecord(
         request_id=_request_id(values.get("request_id")),
         key_id=_identifier(values.get("key_id"), "key_id"),
@@ -93,6 +147,35 @@ def cleaned_record(values: dict[str, object]) -> UsageRecord:
         client_disconnected=values.get("client_disconnected") is True,
         error_type=_text(values.get("error_type"), TEXT_LENGTHS["error_type"]),
         ended_at=_end_time(values.get("ended_at")),
+    )
+
+
+def _already_clean(values: dict[str, object]) -> bool:
+    """True for a record every field of which is already storable: checked in one pass, for speed."""
+    if values.keys() != RECORD_FIELDS:
+        return False
+    request_id, ended_at = values["request_id"], values["ended_at"]
+    if not (type(request_id) is str and 0 < len(request_id) <= REQUEST_ID_LENGTH and request_id.isprintable()):
+        return False
+    if type(ended_at) is not float or not EARLIEST_END <= ended_at <= time.time() + LATEST_END_AHEAD:
+        return False
+    for name, highest in WHOLE_NUMBER_RANGES:
+        value = values[name]
+        if type(value) is not int or not 0 <= value <= highest:
+            return False
+    for name, length in TEXT_LENGTHS.items():
+        value = values[name]
+        if type(value) is not str or len(value) > length or not value.isprintable():
+            return False
+    duration, first_token = values["duration_ms"], values["time_to_first_token_ms"]
+    return (
+        type(duration) is float
+        and 0.0 <= duration <= MAX_MILLISECONDS
+        and (first_token is None or (type(first_token) is float and 0.0 <= first_token <= MAX_MILLISECONDS))
+        and type(values["stream"]) is bool
+        and type(values["client_disconnected"]) is bool
+        and values["key_id"] > 0
+        and values["user_id"] > 0
     )
 
 

@@ -19,9 +19,9 @@ import time
 import redis
 from django.conf import settings
 
-from gateway.usage.clean import DeadLetter
+from gateway.usage.clean import DeadLetter, entry_payload
 from gateway.usage.services import usage_ingest
-from gateway.usage.writer import RECORD_FIELD, stream_key
+from gateway.usage.writer import stream_key
 
 GROUP = "aggregators"
 
@@ -73,9 +73,9 @@ def _read_new(client: redis.Redis, consumer: str) -> list[Entry]:
 
 def _store(client: redis.Redis, entries: list[Entry], *, worn_out: dict[bytes, int]) -> int:
     stored = usage_ingest(
-        payloads=[_payload(fields) for entry_id, fields in entries if entry_id not in worn_out],
+        entries=[fields for entry_id, fields in entries if entry_id not in worn_out],
         dead_letters=[
-            DeadLetter(_payload(fields), f"delivered {worn_out[entry_id]} times without being stored")
+            DeadLetter(entry_payload(fields), f"delivered {worn_out[entry_id]} times without being stored")
             for entry_id, fields in entries
             if entry_id in worn_out
         ],
@@ -87,13 +87,6 @@ def _store(client: redis.Redis, entries: list[Entry], *, worn_out: dict[bytes, i
         pipe.xdel(stream_key(), *ids)
         pipe.execute()
     return stored
-
-
-def _payload(fields: dict[bytes, bytes]) -> bytes:
-    """The record an entry carries; an entry of another shape is kept whole, for the dead letter."""
-    if set(fields) == {RECORD_FIELD}:
-        return fields[RECORD_FIELD]
-    return b"\n".join(name + b"=" + value for name, value in fields.items())
 
 
 def _delivered_too_often(client: redis.Redis, entries: list[Entry], consumer: str) -> dict[bytes, int]:

@@ -90,3 +90,32 @@ class UsageDeadLetter(models.Model):
         """The payload, readable whatever bytes it holds (control characters escaped)."""
         text = bytes(self.payload[:2000]).decode("utf-8", "backslashreplace")
         return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
+class RefusalRollup(models.Model):
+    """Answers of our own (401, 404, 429, 503...) per hour, key, model and status: counted, not recorded."""
+
+    period_start = models.DateTimeField()
+    api_key = models.ForeignKey(
+        "keys.ApiKey", on_delete=models.CASCADE, null=True, blank=True, related_name="refusal_rollups"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="refusal_rollups"
+    )
+    model = models.CharField(max_length=200, blank=True)
+    status = models.PositiveSmallIntegerField()
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ("-period_start",)
+        constraints = (
+            models.UniqueConstraint(
+                fields=("period_start", "api_key", "model", "status"),
+                name="gateway_refusal_rollup_unique",
+                nulls_distinct=False,  # refused keys (401) have no key: their counts still share a row
+            ),
+        )
+        indexes = (models.Index(fields=("user", "period_start")),)
+
+    def __str__(self) -> str:
+        return f"{self.period_start:%Y-%m-%d %H:00} {self.status} {self.model}"

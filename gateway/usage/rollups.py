@@ -1,4 +1,5 @@
-"""Hourly and daily sums per key and requested model: summed in memory, added in one statement per batch."""
+"""Hourly and daily sums per key and requested model, and refusal counts per hour: summed in memory,
+added in one statement per batch."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from datetime import UTC, datetime
 
 from django.db import connection
 
-from gateway.usage.models import Granularity, UsageRollup
-from gateway.usage.record import USAGE_FIELDS, UsageRecord
+from gateway.usage.models import Granularity, RefusalRollup, UsageRollup
+from gateway.usage.record import USAGE_FIELDS, RefusalCount, UsageRecord
+from keys.models import ApiKey
 
 ROLLUP_SUMS = ("requests", "errors", *USAGE_FIELDS)
 ROWS_PER_STATEMENT = 1_000
@@ -67,3 +69,33 @@ def _upsert(rows: list[tuple[RollupIdentity, list[int]]]) -> None:
         parameters += [granularity, adapt(datetime.fromtimestamp(start, tz=UTC)), key_id, user_id, model, *counts]
     with connection.cursor() as cursor:
         cursor.execute(sql, parameters)
+
+
+def add_refusals(refusals: Iterable[RefusalCount]) -> None:
+    """Add refusal counts to their hour's rows; a count of a key deleted since stays, without the key."""
+    summed: dict[tuple[int, int | None, int | None, str, int], int] = {}
+    for refusal in refusals:
+        summed[refusal.identity()] = summed.get(refusal.identity(), 0) + refusal.count
+    if not summed:
+        return
+    owners = dict(ApiKey.objects.filter(pk__in={key for _, key, _, _, _ in summed}).values_list("pk", "user_id"))
+    rows: dict[tuple[int, int | None, int | None, str, int], int] = {}
+    for (hour, key_id, _, model, status), count in summed.items():
+        identity = (hour, key_id if key_id in owners else None, owners.get(key_id), model, status)
+        rows[identity] = rows.get(identity, 0) + count
+    table = RefusalRollup._meta.db_table
+    adapt = connection.ops.adapt_datetimefield_value
+    ordered = sorted(rows.items(), key=lambda row: (row[0][0], row[0][1] or 0, row[0][3], row[0][4]))
+    for start in range(0, len(ordered), ROWS_PER_STATEMENT):
+        chunk = ordered[start : start + ROWS_PER_STATEMENT]
+        parameters: list[object] = []
+        for (hour, key_id, user_id, model, status), count in chunk:
+            parameters += [adapt(datetime.fromtimestamp(hour, tz=UTC)), key_id, user_id, model, status, count]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (period_start, api_key_id, user_id, model, status, count) "  # noqa: S608 - ours
+                f"VALUES {', '.join(['(%s, %s, %s, %s, %s, %s)'] * len(chunk))} "
+                "ON CONFLICT (period_start, api_key_id, model, status) "
+                f"DO UPDATE SET count = {table}.count + excluded.count",
+                parameters,
+            )

@@ -9,17 +9,19 @@ refuses, become dead letters; the rest of the batch is stored.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 
-from gateway.usage.clean import DeadLetter, clean_records, payload_of, record_from_payload
+from gateway.usage.clean import DeadLetter, clean_records, payload_of, read_entry
 from gateway.usage.models import UsageDeadLetter, UsageEvent
-from gateway.usage.record import USAGE_FIELDS, UsageRecord
-from gateway.usage.rollups import add_to_rollups
+from gateway.usage.record import USAGE_FIELDS, RefusalCount, UsageRecord
+from gateway.usage.rollups import add_refusals, add_to_rollups
 from keys.models import ApiKey
 
 logger = logging.getLogger(__name__)
@@ -31,32 +33,40 @@ UNAVAILABLE = (OperationalError, InterfaceError)
 def usage_ingest(
     *,
     records: Iterable[UsageRecord] = (),
-    payloads: Iterable[bytes] = (),
+    entries: Iterable[dict[bytes, bytes]] = (),
+    refusals: Iterable[RefusalCount] = (),
     dead_letters: Iterable[DeadLetter] = (),
 ) -> int:
     """Store usage records and add them to the rollups, each exactly once; returns how many were new.
 
-    `records` come from a gateway process, `payloads` are stream entries as they were read, and
-    `dead_letters` were given up on before (kept in the same transaction). Safe
-    to run twice on the same records (a redelivered stream entry): the unique request id lets
-    only the first insert through, and only inserted events are added to the rollups, in the
-    same transaction.
+    `records` and `refusals` come from a gateway process, `entries` are stream entries as they
+    were read (records or refusal counts), and `dead_letters` were given up on before (kept in
+    the same transaction). Safe to run twice on the same records (a redelivered stream entry):
+    the unique request id lets only the first insert through, and only inserted events are added
+    to the rollups, in the same transaction.
     """
     storable, dead = clean_records(list(records))
+    refusals = list(refusals)
     dead += dead_letters
-    for payload in payloads:
-        outcome = record_from_payload(payload)
-        (dead if isinstance(outcome, DeadLetter) else storable).append(outcome)
+    for fields in entries:
+        content = read_entry(fields)
+        if isinstance(content, UsageRecord):
+            storable.append(content)
+        elif isinstance(content, DeadLetter):
+            dead.append(content)
+        else:
+            refusals += content
     storable = _owned(storable, dead)
     try:
         with transaction.atomic():
             stored = _store(storable)
+            add_refusals(refusals)
             _keep_dead_letters(dead)
     except UNAVAILABLE:
         raise
     except DatabaseError as exc:  # something the cleaning did not foresee: find the record, keep the rest
         logger.error("usage: a batch of %d was refused (%r); storing it record by record", len(storable), exc)
-        stored = _store_one_by_one(storable, dead)
+        stored = _store_one_by_one(storable, dead, refusals)
     return stored
 
 
@@ -81,7 +91,7 @@ def _store(records: list[UsageRecord]) -> int:
     return len(new)
 
 
-def _store_one_by_one(records: list[UsageRecord], dead: list[DeadLetter]) -> int:
+def _store_one_by_one(records: list[UsageRecord], dead: list[DeadLetter], refusals: list[RefusalCount]) -> int:
     stored = 0
     for record in records:
         try:
@@ -92,6 +102,7 @@ def _store_one_by_one(records: list[UsageRecord], dead: list[DeadLetter]) -> int
         except DatabaseError as exc:
             dead.append(DeadLetter(payload_of(record), f"refused by the database: {exc}"))
     with transaction.atomic():
+        add_refusals(refusals)
         _keep_dead_letters(dead)
     return stored
 
@@ -171,9 +182,19 @@ def _insert_with_unnest(records: list[UsageRecord]) -> list[str]:
         [record.client_disconnected for record in records],
         [record.error_type for record in records],
     ]
-    with connection.cursor() as cursor:
+    with server_binding_cursor() as cursor:
         cursor.execute(sql, columns)
         return [row[0] for row in cursor.fetchall()]
+
+
+@contextmanager
+def server_binding_cursor() -> Iterator[psycopg.Cursor]:
+    """A cursor binding on the server: arrays travel in psycopg's compiled format instead of being
+    quoted into the SQL text element by element (Django's client-side cursor would). Errors come
+    out as Django's, as from any other query."""
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        yield cursor
 
 
 def _insert_with_orm(by_id: dict[str, UsageRecord]) -> list[str]:
@@ -211,10 +232,23 @@ def _stamp_last_use(records: list[UsageRecord]) -> None:
     latest: dict[int, float] = {}
     for record in records:
         latest[record.key_id] = max(latest.get(record.key_id, 0.0), record.ended_at)
-    for key_id, ended_at in sorted(latest.items()):  # one lock order for every drain
-        used_at = datetime.fromtimestamp(ended_at, tz=UTC)
-        ApiKey.objects.filter(pk=key_id).filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=used_at)).update(
-            last_used_at=used_at
+    stamps = [(key_id, datetime.fromtimestamp(ended_at, tz=UTC)) for key_id, ended_at in sorted(latest.items())]
+    if not stamps:
+        return
+    if connection.vendor != "postgresql":
+        for key_id, used_at in stamps:
+            ApiKey.objects.filter(pk=key_id).filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=used_at)).update(
+                last_used_at=used_at
+            )
+        return
+    table = ApiKey._meta.db_table
+    with server_binding_cursor() as cursor:  # one statement for every key of the batch
+        cursor.execute(
+            f"UPDATE {table} SET last_used_at = stamp.used_at "  # noqa: S608 - the name is ours
+            "FROM unnest(%s::bigint[], %s::timestamptz[]) AS stamp(key_id, used_at) "
+            f"WHERE {table}.id = stamp.key_id "
+            f"AND ({table}.last_used_at IS NULL OR {table}.last_used_at < stamp.used_at)",
+            [[key_id for key_id, _ in stamps], [used_at for _, used_at in stamps]],
         )
 
 

@@ -2,9 +2,13 @@
 
 `emit` only appends to an in-process buffer; a background task of the gateway process (the
 writer) moves the buffer on, so the client never waits for it:
-- with Redis, one pipelined XADD per batch onto the usage stream, which Celery drains into
+- with Redis, one script call per batch appends it to the usage stream, which Celery drains into
   PostgreSQL (gateway/usage/drain.py);
 - without Redis (the embedded default), straight into the database in batches.
+Refusals (answers of our own: 401, 404, 429...) are not records: each process counts them per
+hour, key, model and status, and sends the counts along with the next batch as one entry.
+The stream has a ceiling (USAGE_STREAM_MAX_LENGTH): a batch that would pass it goes to the
+database instead, so that a backlog never fills the Redis the limiter lives in.
 When Redis is unreachable the records stay in the buffer and go out when it is back; if the
 buffer grows past USAGE_BUFFER_LIMIT, or the process shuts down while Redis is away, they are
 written to the database directly. A record is never dropped.
@@ -15,38 +19,59 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 
+import orjson
 import redis.asyncio
 from django.conf import settings
 
 from gateway.cache import in_database_thread
-from gateway.usage.clean import clean_records, payload_of
-from gateway.usage.record import UsageRecord
+from gateway.usage.clean import RECORD_FIELD, REFUSALS_FIELD, clean_records, payload_of
+from gateway.usage.record import RefusalCount, UsageRecord
 from gateway.usage.services import usage_ingest
 
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
-RECORD_FIELD = b"r"  # a stream entry's one field: the record as JSON
 
 
 def stream_key() -> str:
     return f"{settings.REDIS_KEY_PREFIX}:usage"
 
 
+class StreamFullError(Exception):
+    """The usage stream is at its ceiling: the batch must go elsewhere."""
+
+
+# KEYS: the stream. ARGV: the ceiling, then pairs of (field, value), one entry each. Appends all
+# of them, or none when they would take the stream past its ceiling (returns 0). No MAXLEN:
+# entries nobody has consumed yet must never be trimmed away.
+APPEND_SCRIPT = """
+local ceiling = tonumber(ARGV[1])
+local count = (#ARGV - 1) / 2
+if redis.call('XLEN', KEYS[1]) + count > ceiling then return 0 end
+for i = 2, #ARGV, 2 do
+  redis.call('XADD', KEYS[1], '*', ARGV[i], ARGV[i + 1])
+end
+return 1
+"""
+
+
 class RedisStreamTarget:
-    """Appends records to the usage stream: one pipelined round trip per batch."""
+    """Appends a batch to the usage stream in one round trip, unless the stream is full."""
 
     def __init__(self, url: str) -> None:
         self._client = redis.asyncio.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self._append = self._client.register_script(APPEND_SCRIPT)
 
-    async def write(self, records: list[UsageRecord]) -> None:
-        # No MAXLEN: entries nobody has consumed yet must never be trimmed away.
-        async with self._client.pipeline(transaction=False) as pipe:
-            for record in records:
-                pipe.xadd(stream_key(), {RECORD_FIELD: entry_payload(record)})
-            await pipe.execute()
+    async def write(self, records: list[UsageRecord], refusals: list[RefusalCount]) -> None:
+        arguments: list[object] = [settings.USAGE_STREAM_MAX_LENGTH]
+        for record in records:
+            arguments += [RECORD_FIELD, entry_payload(record)]
+        if refusals:
+            arguments += [REFUSALS_FIELD, orjson.dumps([refusal.as_row() for refusal in refusals])]
+        if not await self._append(keys=[stream_key()], args=arguments):
+            raise StreamFullError
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -62,29 +87,47 @@ def entry_payload(record: UsageRecord) -> bytes:
 
 
 class DatabaseTarget:
-    """Writes records straight to the database (embedded mode, and the last resort)."""
+    """Writes records straight to the database (embedded mode, a full stream, and the last resort)."""
 
-    async def write(self, records: list[UsageRecord]) -> None:
-        await in_database_thread(usage_ingest)(records=records)
+    async def write(self, records: list[UsageRecord], refusals: list[RefusalCount]) -> None:
+        await in_database_thread(usage_ingest)(records=records, refusals=refusals)
 
     async def close(self) -> None:
         return None
 
 
+Target = RedisStreamTarget | DatabaseTarget
+RefusalIdentity = tuple[int, int | None, int | None, str, int]
+
+
 class UsageWriter:
-    """The process's usage buffer and the background task that empties it."""
+    """The process's usage buffer, its refusal counts, and the background task that empties them."""
 
     def __init__(self) -> None:
         self.recent: deque[UsageRecord] = deque(maxlen=1_000)  # for debugging and tests
         self._buffer: deque[UsageRecord] = deque()
+        self._refusals: Counter[RefusalIdentity] = Counter()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._target: RedisStreamTarget | DatabaseTarget | None = None
+        self._target: Target | None = None
         self._fallback = DatabaseTarget()
 
     def add(self, record: UsageRecord) -> None:
-        self._buffer.append(record)
+        if record.is_refusal:
+            self.count_refusal(
+                key_id=record.key_id, user_id=record.user_id, model=record.requested_model, status=record.status
+            )
+        else:
+            self._buffer.append(record)
+            self._wake_up()
         self.recent.append(record)
+
+    def count_refusal(self, *, key_id: int | None, user_id: int | None, model: str, status: int) -> None:
+        hour = int(time.time() // 3600) * 3600
+        self._refusals[(hour, key_id, user_id, model[:200], status)] += 1
+        self._wake_up()
+
+    def _wake_up(self) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="usage-writer")
         self._wake.set()
@@ -94,7 +137,7 @@ class UsageWriter:
 
     @property
     def pending(self) -> int:
-        return len(self._buffer)
+        return len(self._buffer) + len(self._refusals)
 
     async def _run(self) -> None:
         if self._target is None:
@@ -103,7 +146,7 @@ class UsageWriter:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._buffer:
+            while self._buffer or self._refusals:
                 if await self._write_batch(self._target):
                     delay = 0.5
                     continue
@@ -113,12 +156,18 @@ class UsageWriter:
                 await asyncio.sleep(delay)  # the target is away: keep the records, try again later
                 delay = min(delay * 2, 10.0)
 
-    async def _write_batch(self, target: RedisStreamTarget | DatabaseTarget) -> bool:
+    async def _write_batch(self, target: Target) -> bool:
         batch = [self._buffer.popleft() for _ in range(min(BATCH_SIZE, len(self._buffer)))]
+        refusals = [RefusalCount(*identity, count) for identity, count in self._refusals.items()]
+        self._refusals.clear()
         try:
-            await target.write(batch)
+            try:
+                await target.write(batch, refusals)
+            except StreamFullError:  # a backlog: the database takes this batch, Redis keeps its memory
+                await self._fallback.write(batch, refusals)
         except Exception as exc:
             self._buffer.extendleft(reversed(batch))
+            self._refusals.update({refusal.identity(): refusal.count for refusal in refusals})
             logger.warning("usage: %d records waiting, %s failed: %r", len(self._buffer), type(target).__name__, exc)
             return False
         return True
@@ -130,7 +179,7 @@ class UsageWriter:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         target = self._target or self._fallback
-        while self._buffer:
+        while self._buffer or self._refusals:
             if not await self._write_batch(target) and not await self._write_batch(self._fallback):
                 logger.error("usage: %d records could not be written at shutdown", len(self._buffer))
                 break
@@ -149,3 +198,11 @@ def emit(record: UsageRecord) -> None:
         usage_writer.add(record)
     except Exception:
         logger.exception("usage record %s could not be buffered", record.request_id)
+
+
+def emit_refusal(*, status: int, key_id: int | None = None, user_id: int | None = None, model: str = "") -> None:
+    """Count an answer of our own given before any record exists (a refused key); never raises."""
+    try:
+        usage_writer.count_refusal(key_id=key_id, user_id=user_id, model=model, status=status)
+    except Exception:
+        logger.exception("a %s refusal could not be counted", status)
