@@ -54,9 +54,9 @@ class UnstorableRecordError(ValueError):
 
 def read_entry(fields: dict[bytes, bytes]) -> UsageRecord | list[RefusalCount] | DeadLetter:
     """What a stream entry carries, cleaned: a record, refusal counts, or a dead letter."""
-    if set(fields) == {RECORD_FIELD}:
+    if len(fields) == 1 and RECORD_FIELD in fields:
         return record_from_payload(fields[RECORD_FIELD])
-    if set(fields) == {REFUSALS_FIELD}:
+    if len(fields) == 1 and REFUSALS_FIELD in fields:
         return refusals_from_payload(fields[REFUSALS_FIELD])
     return DeadLetter(entry_payload(fields), "a stream entry of unknown shape")
 

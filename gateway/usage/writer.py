@@ -6,7 +6,8 @@ writer) moves the buffer on, so the client never waits for it:
   PostgreSQL (gateway/usage/drain.py);
 - without Redis (the embedded default), straight into the database in batches.
 Refusals (answers of our own: 401, 404, 429...) are not records: each process counts them per
-hour, key, model and status, and sends the counts along with the next batch as one entry.
+hour, key, model and status, and sends the counts as one entry, with the next batch of records
+or after a second at most.
 The stream has a ceiling (USAGE_STREAM_MAX_LENGTH): a batch that would pass it goes to the
 database instead, so that a backlog never fills the Redis the limiter lives in.
 When Redis is unreachable the records stay in the buffer and go out when it is back; if the
@@ -33,6 +34,7 @@ from gateway.usage.services import usage_ingest
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
+REFUSAL_FLUSH_SECONDS = 1.0  # refusal counts go out at least this often (sooner with a batch of records)
 
 
 def stream_key() -> str:
@@ -107,6 +109,7 @@ class UsageWriter:
         self.recent: deque[UsageRecord] = deque(maxlen=1_000)  # for debugging and tests
         self._buffer: deque[UsageRecord] = deque()
         self._refusals: Counter[RefusalIdentity] = Counter()
+        self._refusal_flush_due = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._target: Target | None = None
@@ -125,6 +128,12 @@ class UsageWriter:
     def count_refusal(self, *, key_id: int | None, user_id: int | None, model: str, status: int) -> None:
         hour = int(time.time() // 3600) * 3600
         self._refusals[(hour, key_id, user_id, model[:200], status)] += 1
+        if not self._refusal_flush_due:  # one entry per second at most, however many refusals
+            self._refusal_flush_due = True
+            asyncio.get_running_loop().call_later(REFUSAL_FLUSH_SECONDS, self._flush_refusals)
+
+    def _flush_refusals(self) -> None:
+        self._refusal_flush_due = False
         self._wake_up()
 
     def _wake_up(self) -> None:

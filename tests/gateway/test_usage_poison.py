@@ -15,11 +15,12 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from gateway.usage.clean import RECORD_FIELD, REFUSALS_FIELD
 from gateway.usage.drain import GROUP, drain_usage_stream, ensure_group
-from gateway.usage.models import Granularity, UsageDeadLetter, UsageEvent, UsageRollup
+from gateway.usage.models import Granularity, RefusalRollup, UsageDeadLetter, UsageEvent, UsageRollup
 from gateway.usage.record import UsageRecord
 from gateway.usage.services import usage_ingest
-from gateway.usage.writer import RECORD_FIELD, stream_key
+from gateway.usage.writer import stream_key
 from keys.services import api_key_create
 
 pytestmark = pytest.mark.django_db
@@ -110,7 +111,8 @@ entries_strategy = st.lists(
         st.tuples(st.just("normal")),
         st.tuples(st.just("odd"), odd_changes),
         st.tuples(st.just("bytes"), st.binary(max_size=300)),  # not JSON, or JSON of the wrong shape
-        st.tuples(st.just("fields"), st.dictionaries(st.binary(min_size=1, max_size=5), st.binary(), min_size=1)),
+        # Entries of other shapes (field names of two bytes or more: never a record's or refusal counts').
+        st.tuples(st.just("fields"), st.dictionaries(st.binary(min_size=2, max_size=5), st.binary(), min_size=1)),
     ),
     min_size=1,
     max_size=25,
@@ -230,3 +232,16 @@ def test_dead_letters_are_shown_in_the_admin(admin_client, keys):
     page = admin_client.get(f"/admin/gateway/usagedeadletter/{letter.pk}/change/")
     assert page.status_code == 200
     assert "no such API key" in page.content.decode()
+
+
+def test_refusal_counts_are_cleaned_or_dead_lettered(keys, stream_client):
+    laptop, _ = keys
+    ensure_group(stream_client)
+    hour = int(datetime.now(UTC).timestamp() // 3600) * 3600
+    rows = [[hour, laptop.pk, laptop.user_id, "x\x00", 404, 3], [hour, None, None, "", 401, 2]]
+    stream_client.xadd(stream_key(), {REFUSALS_FIELD: json.dumps(rows).encode()})
+    stream_client.xadd(stream_key(), {REFUSALS_FIELD: b'[[1, 2, "three"]]'})
+    drain_usage_stream(client=stream_client)
+    counts = {(row.status, row.model, row.api_key_id): row.count for row in RefusalRollup.objects.all()}
+    assert counts == {(404, "x", laptop.pk): 3, (401, "", None): 2}
+    assert bytes(UsageDeadLetter.objects.get().payload) == b'[[1, 2, "three"]]'
