@@ -83,6 +83,21 @@ def add_refusals(refusals: Iterable[RefusalCount]) -> None:
     for (hour, key_id, _, model, status), count in summed.items():
         identity = (hour, key_id if key_id in owners else None, owners.get(key_id), model, status)
         rows[identity] = rows.get(identity, 0) + count
+    if connection.vendor != "postgresql":
+        # The unique constraint needs NULLS NOT DISTINCT (refused keys have none), which only
+        # PostgreSQL has: elsewhere (the embedded SQLite) rows are added and readers sum them.
+        RefusalRollup.objects.bulk_create(
+            RefusalRollup(
+                period_start=datetime.fromtimestamp(hour, tz=UTC),
+                api_key_id=key_id,
+                user_id=user_id,
+                model=model,
+                status=status,
+                count=count,
+            )
+            for (hour, key_id, user_id, model, status), count in rows.items()
+        )
+        return
     table = RefusalRollup._meta.db_table
     adapt = connection.ops.adapt_datetimefield_value
     ordered = sorted(rows.items(), key=lambda row: (row[0][0], row[0][1] or 0, row[0][3], row[0][4]))
