@@ -8,7 +8,7 @@ from typing import Any
 from django import forms
 
 from accounts.models import User
-from accounts.usage_report import DEFAULT_PERIOD, PERIODS
+from gateway.usage.selectors import DEFAULT_PERIOD, PERIODS
 from keys.selectors import api_key_list_including_revoked
 
 

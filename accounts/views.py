@@ -15,12 +15,14 @@ from accounts.charts import BarChart, Series, bar_chart
 from accounts.forms import UsageFilterForm
 from accounts.models import User
 from accounts.selectors import user_has_verified_email
-from accounts.usage_report import DEFAULT_PERIOD, PERIODS, Period, filled_series
-from gateway.models import Granularity
-from gateway.selectors import (
+from gateway.selectors import WindowUsage, api_key_window_usage
+from gateway.usage.models import Granularity
+from gateway.usage.selectors import (
+    DEFAULT_PERIOD,
+    PERIODS,
+    Period,
     UsageTotals,
-    WindowUsage,
-    api_key_window_usage,
+    filled_series,
     usage_by_key,
     usage_by_model,
     usage_export_rows,

@@ -34,7 +34,8 @@ def configure_environment() -> None:
 
 
 def fill_stream(client, keys: list, events: int, run: int) -> None:
-    from gateway.usage import UsageRecord, stream_key
+    from gateway.usage.record import UsageRecord
+    from gateway.usage.writer import stream_key
 
     now = time.time()
     pipe = client.pipeline(transaction=False)
@@ -63,8 +64,8 @@ def measure(events: int, repeats: int) -> list[float]:
     from django.core.management import call_command
 
     from accounts.models import User
-    from gateway.usage import stream_key
-    from gateway.usage_pipeline import drain_usage_stream
+    from gateway.usage.drain import drain_usage_stream
+    from gateway.usage.writer import stream_key
     from keys.models import ApiKey
     from keys.services import api_key_create
     from plans.models import Plan

@@ -1,16 +1,13 @@
-"""Admin pages for backends, routes and usage. Credentials are write-only: shown masked, never in full."""
+"""Admin pages for backends and routes (usage: gateway/usage/admin.py). Credentials are write-only: shown masked."""
 
 from __future__ import annotations
-
-from datetime import timedelta
 
 from django import forms
 from django.contrib import admin
 from django.db import models
-from django.utils import timezone
 
-from gateway.models import ModelRoute, RouteTarget, Upstream, UpstreamCredential, UsageEvent, UsageRollup
-from gateway.selectors import usage_top_keys, usage_top_users
+from gateway.models import ModelRoute, RouteTarget, Upstream, UpstreamCredential
+from gateway.usage import admin as usage_admin  # noqa: F401 - registers the usage pages
 
 
 class CredentialForm(forms.ModelForm):
@@ -77,51 +74,3 @@ class ModelRouteAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("targets__upstream")
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Usage is written by the pipeline only."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-
-@admin.register(UsageEvent)
-class UsageEventAdmin(ReadOnlyAdmin):
-    list_display = (
-        "created_at",
-        "user",
-        "api_key",
-        "requested_model",
-        "upstream",
-        "status",
-        "stream",
-        "input_tokens",
-        "output_tokens",
-        "duration_ms",
-    )
-    list_filter = ("status", "stream", "upstream", "requested_model")
-    search_fields = ("request_id", "user__email", "api_key__name")
-    list_select_related = ("user", "api_key")
-    date_hierarchy = "created_at"
-
-
-@admin.register(UsageRollup)
-class UsageRollupAdmin(ReadOnlyAdmin):
-    list_display = ("period_start", "granularity", "user", "api_key", "model", "requests", "errors", "input_tokens")
-    list_filter = ("granularity", "model")
-    search_fields = ("user__email", "api_key__name")
-    list_select_related = ("user", "api_key")
-    date_hierarchy = "period_start"
-
-    def changelist_view(self, request, extra_context=None):
-        since = timezone.now() - timedelta(days=30)
-        extra_context = {
-            **(extra_context or {}),
-            "top_users": usage_top_users(since=since),
-            "top_keys": usage_top_keys(since=since),
-        }
-        return super().changelist_view(request, extra_context=extra_context)

@@ -43,7 +43,8 @@ from gateway.relay import RefusedAnswer, SseUsageReader, UpstreamAnswer, open_up
 from gateway.routing import Candidate, route_table
 from gateway.tokens import estimate_input_tokens
 from gateway.upstream_client import close_client_session
-from gateway.usage import UsageRecord, emit, usage_writer
+from gateway.usage.record import UsageRecord
+from gateway.usage.writer import emit, emit_refusal, usage_writer
 from gateway.wire import JSON_CONTENT_TYPE, SSE_CONTENT_TYPE, error_type_of_status
 from keys.selectors import KeyPrincipal
 
@@ -369,7 +370,11 @@ def find_endpoint(request: Request) -> tuple[Endpoint, str]:
 
 async def serve(request: Request, receive: Receive, responder: Responder) -> None:
     endpoint, mode = find_endpoint(request)
-    principal = await authenticate(request.headers, request.client)  # before the body: refusals cost no upload
+    try:
+        principal = await authenticate(request.headers, request.client)  # before the body: refusals cost no upload
+    except GatewayError as error:
+        emit_refusal(status=error.status)  # counted, with no key to count it against
+        raise
     # Decided (and, for a message, counted) before the body is read, in the one round trip a
     # request has for its limits: a key over a window, or with all its slots in flight, is
     # refused without uploading anything. What turns out not to count is given back below.

@@ -534,7 +534,7 @@ class RedisLimiter:
 
     def release(self, principal: KeyPrincipal, member: str) -> None:
         """Free a finished request's slot without a round trip of its own: the request's usage
-        record frees it in the round trip that writes the record (gateway/usage.py), and the key's
+        record frees it in the round trip that writes the record (gateway/usage/writer.py), and the key's
         next decision in this process, if it comes first (a client that keeps all its slots busy
         sends its next request the moment an answer ends), frees it in its own script call. A slot
         left behind by a dead process frees itself when its lease runs out."""

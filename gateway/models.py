@@ -1,13 +1,16 @@
-"""Backends (upstreams with their credentials) and the routes from model names to them."""
+"""Backends (upstreams with their credentials) and the routes from model names to them.
+
+The usage models live in gateway/usage/models.py; importing them here registers them with this app.
+"""
 
 from __future__ import annotations
 
 import fnmatch
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
+import gateway.usage.models  # noqa: F401 - registers the usage models with this app
 from gateway.credential_encryption import EncryptedTextField
 
 
@@ -111,69 +114,3 @@ class RouteTarget(models.Model):
 
     def __str__(self) -> str:
         return f"{self.route.pattern} -> {self.upstream.name}:{self.upstream_model or '(same)'}"
-
-
-class UsageEvent(models.Model):
-    """One /v1/messages request, as the gateway recorded it. Raw rows are kept for a while."""
-
-    request_id = models.CharField(max_length=64, unique=True)
-    created_at = models.DateTimeField(db_index=True, help_text="When the response ended.")
-    api_key = models.ForeignKey("keys.ApiKey", on_delete=models.CASCADE, related_name="usage_events")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage_events")
-    requested_model = models.CharField(max_length=200)
-    upstream = models.CharField(max_length=100, blank=True)
-    upstream_model = models.CharField(max_length=200, blank=True)
-    status = models.PositiveSmallIntegerField()
-    stream = models.BooleanField()
-    input_tokens = models.PositiveBigIntegerField(default=0)
-    output_tokens = models.PositiveBigIntegerField(default=0)
-    cache_creation_input_tokens = models.PositiveBigIntegerField(default=0)
-    cache_read_input_tokens = models.PositiveBigIntegerField(default=0)
-    time_to_first_token_ms = models.FloatField(null=True, blank=True)
-    duration_ms = models.FloatField()
-    client_disconnected = models.BooleanField(default=False)
-    error_type = models.CharField(max_length=50, blank=True)
-
-    class Meta:
-        ordering = ("-created_at",)
-        indexes = (models.Index(fields=("user", "created_at")),)
-
-    def __str__(self) -> str:
-        return self.request_id
-
-    @property
-    def is_error(self) -> bool:
-        return self.status >= 400 or bool(self.error_type)
-
-
-class Granularity(models.TextChoices):
-    HOUR = "hour", "Hour"
-    DAY = "day", "Day"
-
-
-class UsageRollup(models.Model):
-    """Sums of usage per hour or day, per key and requested model. Kept forever."""
-
-    granularity = models.CharField(max_length=4, choices=Granularity.choices)
-    period_start = models.DateTimeField()
-    api_key = models.ForeignKey("keys.ApiKey", on_delete=models.CASCADE, related_name="usage_rollups")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage_rollups")
-    model = models.CharField(max_length=200)
-    requests = models.PositiveBigIntegerField(default=0)
-    errors = models.PositiveBigIntegerField(default=0)
-    input_tokens = models.PositiveBigIntegerField(default=0)
-    output_tokens = models.PositiveBigIntegerField(default=0)
-    cache_creation_input_tokens = models.PositiveBigIntegerField(default=0)
-    cache_read_input_tokens = models.PositiveBigIntegerField(default=0)
-
-    class Meta:
-        ordering = ("-period_start",)
-        constraints = (
-            models.UniqueConstraint(
-                fields=("granularity", "period_start", "api_key", "model"), name="gateway_rollup_unique"
-            ),
-        )
-        indexes = (models.Index(fields=("user", "granularity", "period_start")),)
-
-    def __str__(self) -> str:
-        return f"{self.granularity} {self.period_start:%Y-%m-%d %H:00} {self.model}"

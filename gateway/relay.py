@@ -22,7 +22,7 @@ from gateway.providers import anthropic
 from gateway.routing import Candidate, Credential, health
 from gateway.services import upstream_credential_disable
 from gateway.upstream_client import client_session
-from gateway.usage import UsageRecord
+from gateway.usage.record import UsageRecord
 from gateway.wire import (
     COOLDOWN_STATUSES,
     CREDENTIAL_REFUSED_STATUS,

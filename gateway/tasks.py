@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from gateway.services import usage_delete_old_events
-from gateway.usage_pipeline import drain_usage_stream
+from gateway.usage.drain import drain_usage_stream
+from gateway.usage.services import usage_delete_old_events
 
 
 @shared_task(ignore_result=True)

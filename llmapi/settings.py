@@ -236,8 +236,11 @@ WEB_HEADER_TIMEOUT_SECONDS = env_float("WEB_HEADER_TIMEOUT_SECONDS", 30.0)
 # records a gateway process holds while Redis is away before writing them to the database itself.
 USAGE_RETENTION_DAYS = env_int("USAGE_RETENTION_DAYS", 30)
 USAGE_CLAIM_IDLE_SECONDS = env_float("USAGE_CLAIM_IDLE_SECONDS", 60.0)
-USAGE_DRAIN_BATCH_SIZE = env_int("USAGE_DRAIN_BATCH_SIZE", 500)
+USAGE_MAX_DELIVERIES = env_int("USAGE_MAX_DELIVERIES", 10)  # claims of one stream entry before it is dead-lettered
+USAGE_DRAIN_BATCH_SIZE = env_int("USAGE_DRAIN_BATCH_SIZE", 5000)
 USAGE_BUFFER_LIMIT = env_int("USAGE_BUFFER_LIMIT", 100_000)
+# Entries the usage stream may hold (about 500 bytes each); past it gateways write to the database instead.
+USAGE_STREAM_MAX_LENGTH = env_int("USAGE_STREAM_MAX_LENGTH", 200_000)
 
 # Accounts (allauth): email and password, no username, mandatory email verification.
 # allauth's backend only: every password check, the admin's included (accounts/admin_site.py), goes

@@ -116,7 +116,7 @@ class Gateway:
 def gateway(asgi_server, simulator, live_server_db) -> Gateway:
     from gateway.routing import health
     from gateway.services import upstream_add
-    from gateway.usage import usage_writer
+    from gateway.usage.writer import usage_writer
     from keys.services import api_key_create
 
     health.reset()

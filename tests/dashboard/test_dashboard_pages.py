@@ -12,8 +12,8 @@ from django.urls import reverse
 
 from accounts.charts import Series, bar_chart, nice_ceiling
 from gateway.models import ModelRoute
-from gateway.services import usage_ingest
-from gateway.usage import UsageRecord
+from gateway.usage.record import UsageRecord
+from gateway.usage.services import usage_ingest
 from keys.services import api_key_create
 from plans.models import Plan
 from tests.dashboard.conftest import post_form

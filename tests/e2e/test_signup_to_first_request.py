@@ -10,7 +10,7 @@ import pytest
 from django.core import mail
 from playwright.sync_api import expect
 
-from gateway.usage_pipeline import drain_usage_stream
+from gateway.usage.drain import drain_usage_stream
 from tests.e2e.conftest import Journey, off_loop
 from tests.helpers import wait_until
 

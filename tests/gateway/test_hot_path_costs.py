@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio.connection
 from django.db.backends.signals import connection_created
 
-from gateway.usage import usage_writer
+from gateway.usage.writer import usage_writer
 from llmapi.invalidation import deliver_locally
 from tests.helpers import wait_until
 

@@ -8,7 +8,7 @@ import pytest
 
 from gateway.models import ModelRoute, RouteTarget, Upstream
 from gateway.simulator import THINKING_SIGNATURE, TOOL_INPUT
-from gateway.usage import usage_writer
+from gateway.usage.writer import usage_writer
 from tests.helpers import wait_until
 
 HELLO = [{"role": "user", "content": "Hello"}]

@@ -6,7 +6,7 @@ import httpx
 import orjson
 import pytest
 
-from gateway.usage import usage_writer
+from gateway.usage.writer import usage_writer
 from tests.helpers import wait_until
 
 

@@ -6,16 +6,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway.models import Granularity
-from gateway.selectors import (
+from gateway.usage.models import Granularity
+from gateway.usage.record import UsageRecord
+from gateway.usage.selectors import (
     usage_by_key,
     usage_by_model,
     usage_export_rows,
     usage_series,
     usage_totals,
 )
-from gateway.services import usage_ingest
-from gateway.usage import UsageRecord
+from gateway.usage.services import usage_ingest
 from keys.services import api_key_create
 
 pytestmark = pytest.mark.django_db

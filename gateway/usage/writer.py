@@ -1,0 +1,224 @@
+"""The gateway side of usage: `emit` a finished request's record, and a writer task sends it on.
+
+`emit` only appends to an in-process buffer; a background task of the gateway process (the
+writer) moves the buffer on, so the client never waits for it:
+- with Redis, one script call per batch appends it to the usage stream, which Celery drains into
+  PostgreSQL (gateway/usage/drain.py);
+- without Redis (the embedded default), straight into the database in batches.
+Refusals (answers of our own: 401, 404, 429...) are not records: each process counts them per
+hour, key, model and status, and sends the counts as one entry, with the next batch of records
+or after a second at most.
+The stream has a ceiling (USAGE_STREAM_MAX_LENGTH): a batch that would pass it goes to the
+database instead, so that a backlog never fills the Redis the limiter lives in.
+When Redis is unreachable the records stay in the buffer and go out when it is back; if the
+buffer grows past USAGE_BUFFER_LIMIT, or the process shuts down while Redis is away, they are
+written to the database directly. A record is never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, deque
+
+import orjson
+import redis.asyncio
+from django.conf import settings
+
+from gateway.cache import in_database_thread
+from gateway.redis_keys import key_concurrency_key
+from gateway.usage.clean import RECORD_FIELD, REFUSALS_FIELD, clean_records, payload_of
+from gateway.usage.record import RefusalCount, UsageRecord
+from gateway.usage.services import usage_ingest
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+REFUSAL_FLUSH_SECONDS = 1.0  # refusal counts go out at least this often (sooner with a batch of records)
+
+
+def stream_key() -> str:
+    return f"{settings.REDIS_KEY_PREFIX}:usage"
+
+
+class StreamFullError(Exception):
+    """The usage stream is at its ceiling: the batch must go elsewhere."""
+
+
+# KEYS: the stream. ARGV: the ceiling, then pairs of (field, value), one entry each. Appends all
+# of them, or none when they would take the stream past its ceiling (returns 0). No MAXLEN:
+# entries nobody has consumed yet must never be trimmed away.
+APPEND_SCRIPT = """
+local ceiling = tonumber(ARGV[1])
+local count = (#ARGV - 1) / 2
+if redis.call('XLEN', KEYS[1]) + count > ceiling then return 0 end
+for i = 2, #ARGV, 2 do
+  redis.call('XADD', KEYS[1], '*', ARGV[i], ARGV[i + 1])
+end
+return 1
+"""
+
+
+class RedisStreamTarget:
+    """Appends a batch to the usage stream in one round trip, unless the stream is full."""
+
+    def __init__(self, url: str) -> None:
+        self._client = redis.asyncio.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self._append = self._client.register_script(APPEND_SCRIPT)
+
+    async def write(self, records: list[UsageRecord], refusals: list[RefusalCount]) -> None:
+        arguments: list[object] = [settings.USAGE_STREAM_MAX_LENGTH]
+        for record in records:
+            arguments += [RECORD_FIELD, entry_payload(record)]
+        if refusals:
+            arguments += [REFUSALS_FIELD, orjson.dumps([refusal.as_row() for refusal in refusals])]
+        async with self._client.pipeline(transaction=False) as pipe:
+            await self._append(keys=[stream_key()], args=arguments, client=pipe)
+            for record in records:
+                # The request is over: its in-flight slot (gateway/limits.py) is freed in this same round trip.
+                pipe.zrem(key_concurrency_key(user_id=record.user_id, key_id=record.key_id), record.request_id)
+            appended, *_ = await pipe.execute()
+        if not appended:
+            raise StreamFullError
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def entry_payload(record: UsageRecord) -> bytes:
+    """The record as JSON; one JSON cannot carry (a lone surrogate) is cleaned first, never left to fail a batch."""
+    try:
+        return record.to_json()
+    except TypeError:
+        storable, _ = clean_records([record])
+        return storable[0].to_json() if storable else payload_of(record)  # the drain dead-letters the latter
+
+
+class DatabaseTarget:
+    """Writes records straight to the database (embedded mode, a full stream, and the last resort)."""
+
+    async def write(self, records: list[UsageRecord], refusals: list[RefusalCount]) -> None:
+        await in_database_thread(usage_ingest)(records=records, refusals=refusals)
+
+    async def close(self) -> None:
+        return None
+
+
+Target = RedisStreamTarget | DatabaseTarget
+RefusalIdentity = tuple[int, int | None, int | None, str, int]
+
+
+class UsageWriter:
+    """The process's usage buffer, its refusal counts, and the background task that empties them."""
+
+    def __init__(self) -> None:
+        self.recent: deque[UsageRecord] = deque(maxlen=1_000)  # for debugging and tests
+        self._buffer: deque[UsageRecord] = deque()
+        self._refusals: Counter[RefusalIdentity] = Counter()
+        self._refusal_flush_due = False
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._target: Target | None = None
+        self._fallback = DatabaseTarget()
+
+    def add(self, record: UsageRecord) -> None:
+        if record.is_refusal:
+            self.count_refusal(
+                key_id=record.key_id, user_id=record.user_id, model=record.requested_model, status=record.status
+            )
+        else:
+            self._buffer.append(record)
+            self._wake_up()
+        self.recent.append(record)
+
+    def count_refusal(self, *, key_id: int | None, user_id: int | None, model: str, status: int) -> None:
+        hour = int(time.time() // 3600) * 3600
+        self._refusals[(hour, key_id, user_id, model[:200], status)] += 1
+        if not self._refusal_flush_due:  # one entry per second at most, however many refusals
+            self._refusal_flush_due = True
+            asyncio.get_running_loop().call_later(REFUSAL_FLUSH_SECONDS, self._flush_refusals)
+
+    def _flush_refusals(self) -> None:
+        self._refusal_flush_due = False
+        self._wake_up()
+
+    def _wake_up(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="usage-writer")
+        self._wake.set()
+
+    def find(self, request_id: str) -> UsageRecord | None:
+        return next((record for record in reversed(self.recent) if record.request_id == request_id), None)
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer) + len(self._refusals)
+
+    async def _run(self) -> None:
+        if self._target is None:
+            self._target = RedisStreamTarget(settings.REDIS_URL) if settings.REDIS_URL else DatabaseTarget()
+        delay = 0.5
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._buffer or self._refusals:
+                if await self._write_batch(self._target):
+                    delay = 0.5
+                    continue
+                if len(self._buffer) > settings.USAGE_BUFFER_LIMIT:
+                    await self._write_batch(self._fallback)  # too much to hold: the database takes it
+                    continue
+                await asyncio.sleep(delay)  # the target is away: keep the records, try again later
+                delay = min(delay * 2, 10.0)
+
+    async def _write_batch(self, target: Target) -> bool:
+        batch = [self._buffer.popleft() for _ in range(min(BATCH_SIZE, len(self._buffer)))]
+        refusals = [RefusalCount(*identity, count) for identity, count in self._refusals.items()]
+        self._refusals.clear()
+        try:
+            try:
+                await target.write(batch, refusals)
+            except StreamFullError:  # a backlog: the database takes this batch, Redis keeps its memory
+                await self._fallback.write(batch, refusals)
+        except Exception as exc:
+            self._buffer.extendleft(reversed(batch))
+            self._refusals.update({refusal.identity(): refusal.count for refusal in refusals})
+            logger.warning("usage: %d records waiting, %s failed: %r", len(self._buffer), type(target).__name__, exc)
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Flush what the process holds: to its target, else to the database."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        target = self._target or self._fallback
+        while self._buffer or self._refusals:
+            if not await self._write_batch(target) and not await self._write_batch(self._fallback):
+                logger.error("usage: %d records could not be written at shutdown", len(self._buffer))
+                break
+        if self._target is not None:
+            await self._target.close()
+            self._target = None
+
+
+usage_writer = UsageWriter()
+
+
+def emit(record: UsageRecord) -> None:
+    """Hand a finished request's record over; never blocks, never raises."""
+    record.ended_at = time.time()
+    try:
+        usage_writer.add(record)
+    except Exception:
+        logger.exception("usage record %s could not be buffered", record.request_id)
+
+
+def emit_refusal(*, status: int, key_id: int | None = None, user_id: int | None = None, model: str = "") -> None:
+    """Count an answer of our own given before any record exists (a refused key); never raises."""
+    try:
+        usage_writer.count_refusal(key_id=key_id, user_id=user_id, model=model, status=status)
+    except Exception:
+        logger.exception("a %s refusal could not be counted", status)

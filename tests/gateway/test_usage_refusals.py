@@ -1,0 +1,103 @@
+"""Refusals are counters, not events, and the usage stream never grows past its ceiling."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+import redis
+from django.conf import settings
+from django.db.models import Sum
+
+from gateway.usage.drain import drain_usage_stream
+from gateway.usage.models import RefusalRollup, UsageEvent
+from gateway.usage.writer import stream_key, usage_writer
+from plans.models import Plan
+from tests.helpers import wait_until
+
+HELLO = {"model": "claude-sonnet-4-6", "max_tokens": 10, "messages": [{"role": "user", "content": "Hello"}]}
+
+
+@pytest.fixture
+def stream_client() -> redis.Redis:
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.delete(stream_key())
+    yield client
+    client.delete(stream_key())
+    client.close()
+
+
+@pytest.fixture
+def two_a_minute(gateway):
+    """Alice on a plan of two requests a minute, set before any request (no cached principal yet)."""
+    plan = Plan.objects.create(
+        slug="tiny",
+        name="Tiny",
+        requests_per_minute=2,
+        requests_per_5_hours=1_000,
+        requests_per_week=1_000,
+        max_keys=5,
+    )
+    gateway.user.plan = plan
+    gateway.user.save()
+    return gateway
+
+
+async def flood(base_url: str, key: str) -> list[int]:
+    """Unknown models (one with a NUL), a refused key, and more messages than the plan allows."""
+    semaphore = asyncio.Semaphore(16)
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+
+        async def post(body: bytes | dict, api_key: str) -> int:
+            async with semaphore:
+                options = {"content": body} if isinstance(body, bytes) else {"json": body}
+                response = await client.post(
+                    "/v1/messages", headers={"x-api-key": api_key, "content-type": "application/json"}, **options
+                )
+                return response.status_code
+
+        unknown = [post({**HELLO, "model": f"no-such-model-{n % 3}"}, key) for n in range(150)]
+        nul = [post(b'{"model":"x\\u0000","max_tokens":5,"messages":[]}', key) for _ in range(50)]
+        bad_key = [post(HELLO, "sk-llmapi-" + "0" * 44) for _ in range(50)]
+        limited = [post(HELLO, key) for _ in range(100)]
+        return await asyncio.gather(*unknown, *nul, *bad_key, *limited)
+
+
+def refusals_with(status: int) -> int:
+    return RefusalRollup.objects.filter(status=status).aggregate(total=Sum("count"))["total"] or 0
+
+
+def test_a_flood_of_refusals_does_not_grow_the_stream_and_the_rollups_count_it(two_a_minute, stream_client):
+    statuses = asyncio.run(flood(two_a_minute.base_url, two_a_minute.key))
+    assert (statuses.count(404), statuses.count(401), statuses.count(429), statuses.count(200)) == (200, 50, 98, 2)
+    wait_until(lambda: usage_writer.pending == 0)
+    # Two records, and the counts of 348 refusals folded into an entry a second at most.
+    wait_until(lambda: stream_client.xlen(stream_key()) >= 3)
+    assert stream_client.xlen(stream_key()) < 348 / 4
+
+    assert drain_usage_stream(client=stream_client) == 2
+    assert UsageEvent.objects.count() == 2
+    assert (refusals_with(404), refusals_with(401), refusals_with(429)) == (200, 50, 98)
+    assert set(RefusalRollup.objects.filter(status=404).values_list("model", flat=True)) == {
+        "no-such-model-0",
+        "no-such-model-1",
+        "no-such-model-2",
+        "x",  # the NUL cleaned away
+    }
+    refused_key = RefusalRollup.objects.get(status=401)
+    assert (refused_key.api_key, refused_key.user) == (None, None)
+    limited = RefusalRollup.objects.get(status=429)
+    assert (limited.api_key.user, limited.user, limited.model) == (two_a_minute.user, two_a_minute.user, HELLO["model"])
+
+
+def test_past_the_streams_ceiling_records_go_to_the_database(gateway, stream_client, settings):
+    settings.USAGE_STREAM_MAX_LENGTH = 5
+    with httpx.Client(base_url=gateway.base_url, headers={"x-api-key": gateway.key}) as client:
+        for _ in range(30):
+            assert client.post("/v1/messages", json=HELLO).status_code == 200
+    wait_until(lambda: stream_client.xlen(stream_key()) + UsageEvent.objects.count() == 30)
+    in_stream = stream_client.xlen(stream_key())
+    assert in_stream <= 5
+    assert drain_usage_stream(client=stream_client) == in_stream
+    assert UsageEvent.objects.count() == 30
