@@ -30,11 +30,13 @@ help:
 
 sync: .venv/.synced
 
-# The npm packages tests/wire drives (TypeScript SDK, Claude Code), again whenever the lock changes.
-# Without npm the rest of the suite still runs, and the wire tests fail saying what is missing.
-tests/wire/node_modules/.synced: tests/wire/package.json tests/wire/package-lock.json
-	@if command -v npm >/dev/null; then npm ci --prefix tests/wire --no-audit --no-fund && touch $@; \
-	else echo "npm not found: the tests in tests/wire need Node.js and npm" >&2; fi
+# The npm packages the tests drive (tests/wire: TypeScript SDK, Claude Code; tests/e2e: axe-core),
+# again whenever a lock changes. Without npm the rest of the suite still runs, and those tests fail
+# saying what is missing.
+NPM_FOLDERS := tests/wire tests/e2e
+%/node_modules/.synced: %/package.json %/package-lock.json
+	@if command -v npm >/dev/null; then npm ci --prefix $* --no-audit --no-fund && touch $@; \
+	else echo "npm not found: the tests in $* need Node.js and npm" >&2; fi
 
 # The development settings every manage.py command reads (manage.py loads .env; exported variables
 # win): DEBUG=1 and secrets generated once, so no command needs a hand-exported variable.
@@ -69,7 +71,7 @@ system-packages:
 	  exit 1; \
 	fi
 
-test: sync system-packages tests/wire/node_modules/.synced
+test: sync system-packages $(NPM_FOLDERS:%=%/node_modules/.synced)
 	SECRET_KEY=$${SECRET_KEY:-test-only-secret-key} \
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
 	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \

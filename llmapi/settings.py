@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "allauth.account",
     "rest_framework",
     "django_htmx",
+    "csp",
     "accounts",
     "plans",
     "keys",
@@ -55,6 +56,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     # Serves the project's CSS/JS and htmx under any ASGI server (collectstatic output and, through
     # WHITENOISE_USE_FINDERS below, the app folders too, so tests and fresh checkouts need no collectstatic).
     "llmapi.static_files.StaticFilesMiddleware",
@@ -65,7 +67,6 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
-    "django_htmx.middleware.HtmxMiddleware",
 ]
 WHITENOISE_USE_FINDERS = True
 
@@ -223,6 +224,21 @@ if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=False)
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if _public.scheme == "https" else 0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+# Content-Security-Policy on every Django page: scripts, styles and connections (the live window bars'
+# WebSocket included) from this origin only; no inline script, style or handler anywhere.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 # Addresses (IPs or CIDRs) of the reverse proxies in front of the web processes. Only a peer listed here
 # may set the client address through X-Forwarded-For; empty, the TCP peer is the client.
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
