@@ -23,6 +23,8 @@ import redis
 import redis.asyncio
 from django.conf import settings
 
+from accounts.live import announce_in_pipeline, announce_in_process
+
 logger = logging.getLogger(__name__)
 
 USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
@@ -81,6 +83,7 @@ class RedisStreamTarget:
         async with self._client.pipeline(transaction=False) as pipe:
             for record in records:
                 pipe.xadd(stream_key(), {"r": record.to_json()})
+            announce_in_pipeline(pipe, user_ids=(record.user_id for record in records))  # live bars, same trip
             await pipe.execute()
 
     async def close(self) -> None:
@@ -96,6 +99,7 @@ class DatabaseTarget:
         from gateway.services import usage_ingest
 
         await in_database_thread(usage_ingest)(records=records)
+        await announce_in_process(user_ids=(record.user_id for record in records))  # live bars (embedded mode)
 
     async def close(self) -> None:
         return None

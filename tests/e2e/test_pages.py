@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,8 @@ pytestmark = pytest.mark.browser
 AXE_SCRIPT = Path(__file__).resolve().parent / "node_modules" / "axe-core" / "axe.min.js"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 360, "height": 740}
-PUBLIC_PAGES = ["/", "/docs/", "/accounts/login/", "/accounts/signup/", "/accounts/password/reset/", "/no-such-page/"]
+MISSING_PAGE = "/no-such-page/"
+PUBLIC_PAGES = ["/", "/docs/", "/accounts/login/", "/accounts/signup/", "/accounts/password/reset/", MISSING_PAGE]
 ACCOUNT_PAGES = [
     "/dashboard/",
     "/dashboard/keys/",
@@ -39,18 +39,13 @@ ACCOUNT_PAGES = [
 ]
 
 
-@dataclass
-class PageReport:
-    """What went wrong on one page: console errors, CSP violations, sideways scrolling, axe findings."""
-
-    problems: list[str] = field(default_factory=list)
-
-
-def console_errors(page: Page) -> list[str]:
+def console_errors(page: Page, *, expected_status: int) -> list[str]:
+    """The console's errors, except the page's own expected error status (a 404 page is meant to be one)."""
     errors: list[str] = []
 
     def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error":
+        own_status = message.location.get("url") == page.url and f"status of {expected_status}" in message.text
+        if message.type == "error" and not own_status:
             errors.append(f"console: {message.text}")
 
     page.on("console", on_console)
@@ -87,11 +82,14 @@ def sideways_scroll(page: Page) -> list[str]:
 
 def check_page(context: BrowserContext, path: str) -> list[str]:
     page = context.new_page()
-    errors = console_errors(page)
+    expected_status = 404 if path == MISSING_PAGE else 200
+    errors = console_errors(page, expected_status=expected_status)
     try:
         response = page.goto(path)
         assert response is not None
-        problems = [] if "content-security-policy" in response.headers else ["no Content-Security-Policy header"]
+        problems = [] if response.status == expected_status else [f"status {response.status}"]
+        if "content-security-policy" not in response.headers:
+            problems.append("no Content-Security-Policy header")
         page.wait_for_load_state("networkidle")
         problems += sideways_scroll(page)
         problems += axe_violations(page)
@@ -129,7 +127,7 @@ def test_every_page_is_clean(gateway, member, browser: Browser, viewport: dict[s
 
     logged_in = browser.new_context(base_url=gateway.base_url, viewport=viewport)
     logged_in.add_cookies([off_loop(lambda: session_cookie_of(user, gateway.base_url))])
-    pages = [*ACCOUNT_PAGES, f"/dashboard/keys/{key_id}/delete/", "/", "/docs/", "/no-such-page/"]
+    pages = [*ACCOUNT_PAGES, f"/dashboard/keys/{key_id}/delete/", "/", "/docs/", MISSING_PAGE]
     problems += [problem for path in pages for problem in check_page(logged_in, path)]
     logged_in.close()
     assert problems == [], "\n".join(problems)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 from django.test import Client
 from django.urls import path
@@ -35,15 +33,6 @@ def test_pages_link_a_favicon_that_exists(client):
     assert 'rel="icon" href="/static/favicon.svg"' in page
     assert client.get("/static/favicon.svg").status_code == 200
     assert client.get("/favicon.ico").headers["Location"] == "/static/favicon.svg"
-
-
-def test_claude_codes_preconnect_is_answered_cheaply(client, caplog):
-    """Claude Code sends HEAD /api/hello without credentials at every start."""
-    with caplog.at_level(logging.WARNING):
-        response = client.head("/api/hello")
-    assert response.status_code == 204
-    assert response.content == b""
-    assert caplog.records == []
 
 
 def test_errors_are_branded_pages_without_debug(settings):
