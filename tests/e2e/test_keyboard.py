@@ -54,7 +54,7 @@ def test_every_key_action_by_keyboard(journey: Journey, gateway):
     journey.step("back-after-delete")
 
     page.goto("/dashboard/usage/")
-    tab_to(page, page.get_by_label("Period"))
+    tab_to(page, page.get_by_label("Period", exact=True))
     page.keyboard.press("ArrowDown")
     tab_to(page, page.get_by_role("button", name="Show"))
     page.keyboard.press("Enter")
