@@ -10,11 +10,12 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 # uv from the PATH, or a private copy installed on first use (a fresh machine may have none).
 UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
 
-.PHONY: help run test lint format sync worker beat bench
+.PHONY: help run test lint format sync system-packages worker beat bench
 
 help:
 	@echo "make run     start the product on http://$(HOST):$(PORT) (embedded SQLite, no Redis needed)"
-	@echo "make test    run the whole test suite against PostgreSQL and Redis"
+	@echo "make test    run the whole test suite against PostgreSQL and Redis (installs Chromium and nginx if missing)"
+	@echo "make sync    create .venv from uv.lock; then .venv/bin/python manage.py ... runs any command"
 	@echo "make lint    ruff lint and format check"
 	@echo "make format  apply ruff's formatting and fixes"
 	@echo "make worker  start a Celery worker;  make beat  start Celery beat"
@@ -29,17 +30,48 @@ help:
 
 sync: .venv/.synced
 
-# The npm packages tests/wire drives (TypeScript SDK, Claude Code), again whenever the lock changes.
-# Without npm the rest of the suite still runs, and the wire tests fail saying what is missing.
-tests/wire/node_modules/.synced: tests/wire/package.json tests/wire/package-lock.json
-	@if command -v npm >/dev/null; then npm ci --prefix tests/wire --no-audit --no-fund && touch $@; \
-	else echo "npm not found: the tests in tests/wire need Node.js and npm" >&2; fi
+# The npm packages the tests drive (tests/wire: TypeScript SDK, Claude Code; tests/e2e: axe-core),
+# again whenever a lock changes. Without npm the rest of the suite still runs, and those tests fail
+# saying what is missing.
+NPM_FOLDERS := tests/wire tests/e2e
+%/node_modules/.synced: %/package.json %/package-lock.json
+	@if command -v npm >/dev/null; then npm ci --prefix $* --no-audit --no-fund && touch $@; \
+	else echo "npm not found: the tests in $* need Node.js and npm" >&2; fi
 
-run: sync
-	DEBUG=$${DEBUG:-1} $(UV) run python manage.py migrate --noinput
-	DEBUG=$${DEBUG:-1} $(UV) run python manage.py runserver $(HOST):$(PORT)
+# The development settings every manage.py command reads (manage.py loads .env; exported variables
+# win): DEBUG=1 and secrets generated once, so no command needs a hand-exported variable.
+.env:
+	@printf '%s\n' "# Development settings written once by make run (git-ignored); exported variables win." \
+	  "DEBUG=1" \
+	  "SECRET_KEY=$$(python3 -c 'import secrets; print(secrets.token_urlsafe(50))')" \
+	  "API_KEY_HASH_SECRET=$$(python3 -c 'import secrets; print(secrets.token_urlsafe(50))')" \
+	  "UPSTREAM_SECRET_KEYS=$$(python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())')" \
+	  > $@
+	@echo "Wrote .env: DEBUG=1 and generated secrets for development"
 
-test: sync tests/wire/node_modules/.synced
+# Every URL the pages show (docs, "copy both variables", emails) names the address served here,
+# unless PUBLIC_BASE_URL says otherwise.
+run: sync .env
+	$(UV) run python manage.py migrate --noinput
+	PUBLIC_BASE_URL=$${PUBLIC_BASE_URL:-http://$(HOST):$(PORT)} $(UV) run python manage.py runserver $(HOST):$(PORT)
+
+# System packages the tests drive: Debian's Chromium (tests/e2e; Playwright never downloads a browser)
+# and nginx (the reverse-proxy tests). Installed with apt-get when missing and running as root;
+# otherwise make stops and names the command to run.
+SYSTEM_PACKAGES := chromium:/usr/bin/chromium nginx:/usr/sbin/nginx
+system-packages:
+	@missing=""; \
+	for entry in $(SYSTEM_PACKAGES); do [ -x "$${entry#*:}" ] || missing="$$missing $${entry%%:*}"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Installing$$missing with apt-get"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	else \
+	  echo "The tests need$$missing. Install with: sudo apt-get install$$missing  (then run make test again)" >&2; \
+	  exit 1; \
+	fi
+
+test: sync system-packages $(NPM_FOLDERS:%=%/node_modules/.synced)
 	SECRET_KEY=$${SECRET_KEY:-test-only-secret-key} \
 	API_KEY_HASH_SECRET=$${API_KEY_HASH_SECRET:-test-only-api-key-hash-secret} \
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \

@@ -9,12 +9,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-WIDTH = 720
-HEIGHT = 240
-LEFT_MARGIN = 56  # room for the value labels of the y axis
-BOTTOM_MARGIN = 28  # room for the time labels of the x axis
-TOP_MARGIN = 12
-MOST_X_LABELS = 8
+# Units of the SVG's viewBox. Text scales with the chart, so the width is kept small enough that the
+# axis labels (16 units, static/css/site.css) read at about 16 px on a desktop and 10 px on a phone.
+WIDTH = 480
+HEIGHT = 200
+LEFT_MARGIN = 44  # room for the value labels of the y axis
+BOTTOM_MARGIN = 26  # room for the time labels of the x axis
+TOP_MARGIN = 22  # room for the top value label, which sits above its grid line
+LABEL_LIFT = 4  # value labels sit this far above their grid line, so "0" never meets the first time label
+MOST_X_LABELS = 6
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,10 @@ class Bar:
 class Tick:
     label: str
     y: float
+
+    @property
+    def label_y(self) -> float:
+        return self.y - LABEL_LIFT
 
 
 @dataclass(frozen=True)

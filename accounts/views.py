@@ -74,12 +74,17 @@ def windows_panel(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/_windows.html", {"key_windows": key_windows(user=request.user)})
 
 
+def usage_filter_form(request: HttpRequest, *, now: datetime) -> UsageFilterForm:
+    """The usage page's filters, bound to the query string when there is one (the CSV export reads the same)."""
+    model_names = [name for name, _ in usage_by_model(user=request.user, since=now - timedelta(days=MODEL_CHOICE_DAYS))]
+    return UsageFilterForm(request.GET or None, user=request.user, model_names=model_names)
+
+
 @require_GET
 @login_required
 def usage(request: HttpRequest) -> HttpResponse:
     now = datetime.now(UTC)
-    model_names = [name for name, _ in usage_by_model(user=request.user, since=now - timedelta(days=MODEL_CHOICE_DAYS))]
-    form = UsageFilterForm(request.GET or None, user=request.user, model_names=model_names)
+    form = usage_filter_form(request, now=now)
     if request.GET and not form.is_valid():
         return render(request, "dashboard/usage.html", {"form": form}, status=400)
     filters = form.cleaned_data if form.is_bound else {}
@@ -143,20 +148,28 @@ def tokens_chart(*, period: Period, series: list[tuple[datetime, UsageTotals]]) 
 @require_GET
 @login_required
 def usage_export(request: HttpRequest) -> HttpResponse:
-    """The period's rollups as CSV, one row per hour or day, key and model.
+    """The period's rollups as CSV, one row per hour or day, key and model, with the usage page's filters.
 
     Built whole rather than streamed: a month of one account's rollups is small, and Django's ASGI
     handler would have to buffer a synchronous stream anyway.
     """
-    period = PERIODS.get(request.GET.get("period") or DEFAULT_PERIOD)
-    if period is None:
-        return HttpResponse(
-            "Unknown period: choose one of " + ", ".join(PERIODS), status=400, content_type="text/plain"
-        )
+    now = datetime.now(UTC)
+    form = usage_filter_form(request, now=now)
+    if form.is_bound and not form.is_valid():
+        problems = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items())
+        return HttpResponse(f"Bad filters: {problems}", status=400, content_type="text/plain")
+    filters = form.cleaned_data if form.is_bound else {}
+    period = PERIODS[filters.get("period") or DEFAULT_PERIOD]
+    api_key = filters.get("key")
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="llmapi-usage-{period.slug}.csv"'
-    since = period.start(datetime.now(UTC))
-    rows = usage_export_rows(user=request.user, granularity=period.granularity, since=since)
+    rows = usage_export_rows(
+        user=request.user,
+        granularity=period.granularity,
+        since=period.start(now),
+        api_key_id=api_key.pk if api_key else None,
+        model=filters.get("model") or None,
+    )
     csv.writer(response).writerows([spreadsheet_safe(cell) for cell in row] for row in rows)
     return response
 

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "allauth.mfa",
     "rest_framework",
     "django_htmx",
+    "csp",
     "accounts",
     "plans",
     "keys",
@@ -60,6 +61,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     # Serves the project's CSS/JS and htmx under any ASGI server (collectstatic output and, through
     # WHITENOISE_USE_FINDERS below, the app folders too, so tests and fresh checkouts need no collectstatic).
     "llmapi.static_files.StaticFilesMiddleware",
@@ -71,7 +73,6 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
-    "django_htmx.middleware.HtmxMiddleware",
 ]
 WHITENOISE_USE_FINDERS = True
 
@@ -113,6 +114,17 @@ if REDIS_URL:
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Channels (the overview's live window bars, accounts/live.py): Redis pub/sub across processes, or
+# in memory when there is no Redis and everything runs in one process.
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_KEY_PREFIX}:channels"},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # Celery: JSON only, bounded tasks; eager (in process) when there is no Redis to queue on.
 CELERY_BROKER_URL = REDIS_URL or "memory://"
@@ -303,6 +315,21 @@ if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=False)
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if _public.scheme == "https" else 0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+# Content-Security-Policy on every Django page: scripts, styles and connections (the live window bars'
+# WebSocket included) from this origin only; no inline script, style or handler anywhere.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 # Addresses (IPs or CIDRs) of the reverse proxies in front of the web processes. Only a peer listed here
 # may set the client address through X-Forwarded-For; empty, the TCP peer is the client.
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")

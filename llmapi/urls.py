@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from llmapi import views
 from plans.views import stripe_webhook
@@ -11,6 +13,8 @@ from plans.views import stripe_webhook
 urlpatterns = [
     path("", views.home, name="home"),
     path("docs/", views.docs, name="docs"),
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"))),
+    path("api/hello", views.hello),
     path("accounts/", include("allauth.urls")),
     path("dashboard/", include("accounts.urls")),
     path("dashboard/keys/", include("keys.urls")),

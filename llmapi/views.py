@@ -18,6 +18,13 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @require_safe
+def hello(request: HttpRequest) -> HttpResponse:
+    """Claude Code sends `HEAD /api/hello` to its base URL at every start, without credentials, to warm its
+    connection: answer at once, with no body and nothing logged."""
+    return HttpResponse(status=204)
+
+
+@require_safe
 def docs(request: HttpRequest) -> HttpResponse:
     return render(
         request,

@@ -102,11 +102,13 @@ def usage_by_model(*, user: User, since: datetime) -> list[tuple[str, UsageTotal
     return [(row["model"], _totals(row)) for row in rows]
 
 
-def usage_export_rows(*, user: User, granularity: str, since: datetime) -> Iterator[list[object]]:
-    """The rows of a CSV export, header first: one per period, key and model."""
+def usage_export_rows(
+    *, user: User, granularity: str, since: datetime, api_key_id: int | None = None, model: str | None = None
+) -> Iterator[list[object]]:
+    """The rows of a CSV export, header first: one per period, key and model (optionally one key or model)."""
     yield ["period_start", "key", "model", *USAGE_SUMS]
     rows = (
-        _rollups(user=user, granularity=granularity, since=since)
+        _rollups(user=user, granularity=granularity, since=since, api_key_id=api_key_id, model=model)
         .select_related("api_key")
         .order_by("period_start", "api_key_id", "model")
     )

@@ -26,6 +26,7 @@ import orjson
 import redis.asyncio
 from django.conf import settings
 
+from accounts.live import announce_in_pipeline, announce_in_process
 from gateway.cache import in_database_thread
 from gateway.redis_keys import key_concurrency_key
 from gateway.usage.clean import RECORD_FIELD, REFUSALS_FIELD, clean_records, payload_of
@@ -78,6 +79,7 @@ class RedisStreamTarget:
             for record in records:
                 # The request is over: its in-flight slot (gateway/limits.py) is freed in this same round trip.
                 pipe.zrem(key_concurrency_key(user_id=record.user_id, key_id=record.key_id), record.request_id)
+            announce_in_pipeline(pipe, user_ids=(record.user_id for record in records))  # live bars, same trip
             appended, *_ = await pipe.execute()
         if not appended:
             raise StreamFullError
@@ -100,6 +102,7 @@ class DatabaseTarget:
 
     async def write(self, records: list[UsageRecord], refusals: list[RefusalCount]) -> None:
         await in_database_thread(usage_ingest)(records=records, refusals=refusals)
+        await announce_in_process(user_ids=(record.user_id for record in records))  # live bars (embedded mode)
 
     async def close(self) -> None:
         return None

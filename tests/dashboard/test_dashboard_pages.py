@@ -157,6 +157,22 @@ def test_csv_export_is_the_users_own(alice_client, usage):
     assert "bobs-secret-key" not in response.content.decode()
 
 
+def test_csv_export_honours_the_key_and_model_filters(alice_client, usage):
+    def exported(**filters: object) -> list[list[str]]:
+        response = alice_client.get(reverse("dashboard:usage_export"), {"period": "30d", **filters})
+        assert response.status_code == 200
+        return list(csv.reader(io.StringIO(response.content.decode())))[1:]
+
+    assert {row[1] for row in exported(key=usage["ci"].pk)} == {"'=ci"}
+    assert {(row[1], row[2]) for row in exported(model="claude-opus-4-6")} == {("laptop", "claude-opus-4-6")}
+    assert alice_client.get(reverse("dashboard:usage_export"), {"key": usage["bobs"].pk}).status_code == 400
+
+
+def test_the_usage_pages_csv_link_carries_its_filters(alice_client, usage):
+    page = alice_client.get(reverse("dashboard:usage"), {"period": "7d", "key": usage["ci"].pk}).content.decode()
+    assert f"{reverse('dashboard:usage_export')}?period=7d&amp;key={usage['ci'].pk}" in page
+
+
 def test_csv_export_of_an_unknown_period_is_400(alice_client):
     assert alice_client.get(reverse("dashboard:usage_export"), {"period": "forever"}).status_code == 400
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from plans.models import Plan
@@ -26,5 +28,11 @@ def test_home_page_follows_plan_edits(client):
     assert "Max 20x" not in page
 
 
-def test_head_request_answers_quickly_for_preconnects(client):
+def test_head_request_answers_quickly_for_preconnects(client, caplog):
+    """What Claude Code really sends to its base URL at every start, without credentials."""
+    with caplog.at_level(logging.WARNING):
+        response = client.head("/api/hello")
+    assert response.status_code == 204
+    assert response.content == b""
+    assert caplog.records == []  # no "Not Found" warnings for a routine probe
     assert client.head("/").status_code == 200
