@@ -74,6 +74,7 @@ system-packages:
 test: sync system-packages $(NPM_FOLDERS:%=%/node_modules/.synced)
 	SECRET_KEY=$${SECRET_KEY:-test-only-secret-key} \
 	API_KEY_HASH_SECRET=$${API_KEY_HASH_SECRET:-test-only-api-key-hash-secret} \
+	UPSTREAM_SECRET_KEYS=$${UPSTREAM_SECRET_KEYS:-dGVzdC1vbmx5LXVwc3RyZWFtLXNlY3JldC1rZXktMzI=} \
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
 	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 	$(UV) run pytest $(PYTEST_ARGS)

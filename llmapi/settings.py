@@ -191,7 +191,7 @@ UPSTREAM_SECRET_KEYS = env_list("UPSTREAM_SECRET_KEYS")
 if not UPSTREAM_SECRET_KEYS:
     if not DEBUG:
         raise ImproperlyConfigured(
-            "UPSTREAM_SECRET_KEYS is not set. Generate a key with: uv run python -c "
+            "UPSTREAM_SECRET_KEYS is not set. Generate a key with: .venv/bin/python -c "
             "'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
         )
     # Development only: a key derived from SECRET_KEY, so that a laptop needs no extra setting.
