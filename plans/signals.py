@@ -8,7 +8,6 @@ from django.dispatch import receiver
 from accounts.models import User
 from llmapi.invalidation import publish
 from plans.models import Plan
-from plans.services import subscription_cancel_for_deleted_account
 
 
 @receiver(post_save, sender=Plan, dispatch_uid="plans_plan_saved")
@@ -19,5 +18,8 @@ def plan_changed(sender: type[Plan], **kwargs: object) -> None:
 
 @receiver(pre_delete, sender=User, dispatch_uid="plans_user_deleting")
 def user_deleting(sender: type[User], instance: User, **kwargs: object) -> None:
+    # Imported here: the services load the `stripe` library, which a gateway process never needs at start.
+    from plans.services import subscription_cancel_for_deleted_account
+
     # Before the rows go: a Stripe error here stops the deletion instead of leaving a charging orphan.
     subscription_cancel_for_deleted_account(user=instance)
