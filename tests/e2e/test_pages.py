@@ -1,8 +1,8 @@
 """Every page, logged out and logged in, on a desktop and on a 360 px phone.
 
 Each page must carry the Content-Security-Policy, leave the console free of errors (CSP violations,
-failed resources such as a missing favicon, script errors), never scroll sideways, and pass axe-core
-without a serious or critical violation.
+failed resources such as a missing favicon, script errors), never scroll sideways, keep the dashboard
+tabs on one row, and pass axe-core without a serious or critical violation.
 """
 
 from __future__ import annotations
@@ -75,6 +75,11 @@ def axe_violations(page: Page) -> list[str]:
     ]
 
 
+def wrapped_tabs(page: Page) -> list[str]:
+    rows = page.evaluate("new Set([...document.querySelectorAll('.tabs a')].map(tab => tab.offsetTop)).size")
+    return [f"the dashboard tabs wrap onto {rows} rows"] if rows > 1 else []
+
+
 def sideways_scroll(page: Page) -> list[str]:
     widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
     return [f"scrolls sideways: {widths[0]} px wide in a {widths[1]} px window"] if widths[0] > widths[1] else []
@@ -92,6 +97,9 @@ def check_page(context: BrowserContext, path: str) -> list[str]:
             problems.append("no Content-Security-Policy header")
         page.wait_for_load_state("networkidle")
         problems += sideways_scroll(page)
+        problems += wrapped_tabs(page)
+        if "{#" in page.content():
+            problems.append("a template comment leaks into the page")
         problems += axe_violations(page)
         problems += errors
         return [f"{path}: {problem}" for problem in problems]
