@@ -227,11 +227,10 @@ class ClaudeCode:
     simulator: Any
     proxy: ProxyTrap
 
-    def run(self, prompt: str, *, proxy_trap: bool = True, **env: str) -> dict[str, Any]:
+    def run(self, prompt: str, **env: str) -> dict[str, Any]:
         """`claude -p PROMPT --output-format json`; `env` adds a credential and any other variable.
 
-        Without `proxy_trap` Claude Code runs with no proxy variables, as most users have it: only then
-        does it send its start-up probe to the base URL. `env` overrides any of the variables set here.
+        Every run goes through the proxy trap, so that nothing Claude Code sends can leave loopback.
         """
         proxy = {"HTTP_PROXY": self.proxy.url, "HTTPS_PROXY": self.proxy.url, "NO_PROXY": "127.0.0.1,localhost"}
         variables = {
@@ -239,7 +238,7 @@ class ClaudeCode:
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
             "DISABLE_AUTOUPDATER": "1",
             "IS_SANDBOX": "1",
-            **(proxy if proxy_trap else {}),
+            **proxy,
         }
         child_env = clean_env(self.home, **{**variables, **env})
         attempts_before = len(self.proxy.attempts)

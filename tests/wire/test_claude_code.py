@@ -80,23 +80,3 @@ def test_truncated_stream_falls_back_to_a_whole_message(
     assert streamed["stream"] is True
     assert whole.get("stream") in (False, None)
     assert len(traffic.exchanges) == 2
-
-
-def test_the_start_up_probe_is_answered_cheaply(claude: ClaudeCode, gateway: Gateway, traffic: TrafficRecorder) -> None:
-    """As most users run it (no proxy, non-essential traffic on), Claude Code probes `HEAD /api/hello` on its
-    base URL at every start. Telemetry and error reports stay switched off one by one, so that the only
-    traffic the blanket switch would have stopped is this probe."""
-    out = claude.run(
-        "say hello",
-        proxy_trap=False,
-        ANTHROPIC_API_KEY=gateway.key,
-        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="",
-        DISABLE_TELEMETRY="1",
-        DISABLE_ERROR_REPORTING="1",
-    )
-
-    assert (out["is_error"], out["result"]) == (False, TEXT_ANSWER)
-    probes = [e for e in traffic.exchanges if (e.method, e.path) == ("HEAD", "/api/hello")]
-    assert probes, [(e.method, e.path) for e in traffic.exchanges]
-    assert {(e.status, e.error_body) for e in probes} == {(204, b"")}
-    assert "x-api-key" not in probes[0].headers  # sent without credentials
