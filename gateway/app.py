@@ -378,7 +378,11 @@ async def serve(request: Request, receive: Receive, responder: Responder) -> Non
     # Decided (and, for a message, counted) before the body is read, in the one round trip a
     # request has for its limits: a key over a window, or with all its slots in flight, is
     # refused without uploading anything. What turns out not to count is given back below.
-    await responder.ask_limiter(principal, mode)
+    try:
+        await responder.ask_limiter(principal, mode)
+    except GatewayError as error:  # refused before the body, so with no model to name
+        emit_refusal(status=error.status, key_id=principal.key_id, user_id=principal.user_id)
+        raise
     try:
         try:
             request.body = await read_body(request, receive, settings.GATEWAY_MAX_BODY_BYTES)

@@ -66,7 +66,6 @@ class RedisStreamTarget:
 
     def __init__(self, url: str) -> None:
         self._client = redis.asyncio.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-        self._append = self._client.register_script(APPEND_SCRIPT)
 
     async def write(self, records: list[UsageRecord], refusals: list[RefusalCount]) -> None:
         arguments: list[object] = [settings.USAGE_STREAM_MAX_LENGTH]
@@ -75,7 +74,8 @@ class RedisStreamTarget:
         if refusals:
             arguments += [REFUSALS_FIELD, orjson.dumps([refusal.as_row() for refusal in refusals])]
         async with self._client.pipeline(transaction=False) as pipe:
-            await self._append(keys=[stream_key()], args=arguments, client=pipe)
+            # EVAL, not a registered script: in a pipeline redis-py asks SCRIPT EXISTS first, a round trip of its own.
+            pipe.eval(APPEND_SCRIPT, 1, stream_key(), *arguments)
             for record in records:
                 # The request is over: its in-flight slot (gateway/limits.py) is freed in this same round trip.
                 pipe.zrem(key_concurrency_key(user_id=record.user_id, key_id=record.key_id), record.request_id)
