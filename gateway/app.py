@@ -155,7 +155,7 @@ def read_message_fields(body: bytes) -> MessageFields:
         fields = _message_fields_decoder.decode(body)
     except msgspec.ValidationError:  # a subclass of DecodeError: the JSON is fine, its top level is not an object
         raise GatewayError(400, NOT_AN_OBJECT_MESSAGE) from None
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # nested too deep to parse, as orjson says too
         raise GatewayError(400, NOT_JSON_MESSAGE) from None
     present = {
         "model": fields.model,

@@ -72,12 +72,6 @@ def test_hostile_bodies(fuzz_gateway, body, path, content_type):
     assert_anthropic_error_shape(send(fuzz_gateway.base_url, "POST", path, headers, body))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 (deliver 5, relay): a backend's non-JSON 400 reaches the client raw. The client's headers "
-    "are passed on as sent; the backend (here aiohttp's parser) refuses a 60 KB or a duplicated one with a "
-    "text/plain 400, which the gateway relays as is instead of in Anthropic's shape with our request id.",
-)
 @pytest.mark.parametrize(
     "extra_headers",
     [[("anthropic-version", HUGE)], [("content-type", b"application/json"), ("content-type", b"application/json")]],

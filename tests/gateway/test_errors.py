@@ -83,7 +83,11 @@ def test_disabled_account_is_forbidden(gateway, anthropic_errors):
     [
         (b"{not json", "The request body is not valid JSON."),
         (b"[1, 2]", "The request body must be a JSON object."),
-        # Parts the gateway skips unparsed must still be valid JSON and UTF-8.
+        # Parts the gateway skips unparsed must still be valid JSON and UTF-8, and not nested past parsing.
+        (
+            b'{"model": "claude-sonnet-4-6", "max_tokens": 5, "messages": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+            "The request body is not valid JSON.",
+        ),
         (
             b'{"model": "claude-sonnet-4-6", "max_tokens": 5, "messages": [{"role": "user",]}',
             "The request body is not valid JSON.",
