@@ -62,6 +62,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
+    "plans.middleware.StripePagesMiddleware",  # after CSP: Stripe's hosted pages as form destinations
     # Serves the project's CSS/JS and htmx under any ASGI server (collectstatic output and, through
     # WHITENOISE_USE_FINDERS below, the app folders too, so tests and fresh checkouts need no collectstatic).
     "llmapi.static_files.StaticFilesMiddleware",
