@@ -141,11 +141,6 @@ def test_rotating_keys_never_beats_the_account_ceiling(gateway, two_workers):
     assert admitted == 20
 
 
-@pytest.mark.xfail(
-    reason="issue 11: since usage moved to gateway/usage/ a gateway process that saw its Redis restart does "
-    "not recover within the wait (limiter decisions and buffered usage); not yet found. Left open in the note.",
-    strict=False,
-)
 def test_redis_stopped_mid_burst_serves_requests_and_counts_them_once_back(gateway):
     put_on_plan(
         gateway,
