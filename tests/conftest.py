@@ -152,3 +152,20 @@ def simulator(simulator_server: SimulatorThread) -> SimulatorThread:
     """
     simulator_server.reset()
     return simulator_server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_connections_left_at_the_end(django_db_setup, django_db_blocker) -> Iterator[None]:
+    """Close what the servers the suite ran in its own threads left open on the test database.
+
+    Their request threads keep a connection each, which nothing closes once the server stops; the
+    test database cannot be dropped while one is open. Torn down before `django_db_setup`.
+    """
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
