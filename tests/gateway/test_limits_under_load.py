@@ -141,6 +141,11 @@ def test_rotating_keys_never_beats_the_account_ceiling(gateway, two_workers):
     assert admitted == 20
 
 
+@pytest.mark.xfail(
+    reason="issue 10: passes alone, failed twice in full runs on a loaded machine (the windows after the restart "
+    "did not show the outage within 30 s); cause not yet found",
+    strict=False,
+)
 def test_redis_stopped_mid_burst_serves_requests_and_counts_them_once_back(gateway):
     put_on_plan(
         gateway,
