@@ -147,6 +147,13 @@ class MessageFields(msgspec.Struct):
 _message_fields_decoder = msgspec.json.Decoder(MessageFields)
 
 
+def _stand_in_for(raw: msgspec.Raw | msgspec.UnsetType) -> object:
+    """Only the kind of `messages` is checked here: an empty list stands for a list, None for anything else."""
+    if raw is msgspec.UNSET:
+        return raw
+    return [] if memoryview(raw)[:1] == b"[" else None
+
+
 def read_message_fields(body: bytes) -> MessageFields:
     """The fields of a Messages request, checked with the same rules and words as `parse_body`."""
     try:
@@ -157,16 +164,7 @@ def read_message_fields(body: bytes) -> MessageFields:
         raise GatewayError(400, NOT_AN_OBJECT_MESSAGE) from None
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # nested too deep to parse, as orjson says too
         raise GatewayError(400, NOT_JSON_MESSAGE) from None
-    present = {
-        "model": fields.model,
-        "max_tokens": fields.max_tokens,
-        # Only its kind matters here: a list stands for a list, anything else for a wrong type.
-        "messages": msgspec.UNSET
-        if fields.messages is msgspec.UNSET
-        else []
-        if memoryview(fields.messages)[:1] == b"["
-        else None,
-    }
+    present = {"model": fields.model, "max_tokens": fields.max_tokens, "messages": _stand_in_for(fields.messages)}
     check_fields({name: value for name, value in present.items() if value is not msgspec.UNSET}, MESSAGE_FIELDS)
     return fields
 
