@@ -53,7 +53,7 @@ from bench.netutil import free_port, raise_open_file_limit, stop_group, wait_for
 from bench.profiling import record_under_load, summarize
 from bench.report import render
 from bench.results_model import Results, ServerFigures
-from bench.servers import PROJECT_DIR, SERVERS, UV_RUN, GatewayServer
+from bench.servers import PROJECT_DIR, SERVERS, UV, UV_RUN, GatewayServer
 from bench.upstream_nginx import NginxUpstream
 
 PHASES = ("streams", "requests", "servers", "limits")
@@ -132,7 +132,7 @@ def prepare_tools(options: Options) -> None:
     extras = (["granian"] if "granian" in options.servers else []) + (["py-spy"] if options.profile else [])
     for extra in extras:
         subprocess.run(
-            ["uv", "run", "--with", extra, extra, "--version"], cwd=PROJECT_DIR, check=True, capture_output=True
+            [UV, "run", "--with", extra, extra, "--version"], cwd=PROJECT_DIR, check=True, capture_output=True
         )
 
 

@@ -10,6 +10,7 @@ Daphne processes (`--fd`), which is how one runs Daphne on several cores.
 from __future__ import annotations
 
 import http.client
+import shutil
 import socket
 import subprocess
 import time
@@ -21,8 +22,10 @@ from bench.netutil import HOST, stop_group, wait_for_port
 SERVERS = ("production", "uvicorn", "granian", "daphne")
 APP = "llmapi.asgi:application"
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+# uv from the PATH, or the private copy `make` installs on a machine that has none.
+UV = shutil.which("uv") or str(PROJECT_DIR / ".tools" / "bin" / "uv")
 # --no-sync/--offline: nothing is installed or looked up while measuring (bench/run.py prepares it).
-UV_RUN = ["uv", "run", "--no-sync", "--offline"]
+UV_RUN = [UV, "run", "--no-sync", "--offline"]
 
 
 def uvicorn_command(port: int, workers: int) -> list[str]:
