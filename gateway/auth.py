@@ -3,16 +3,19 @@
 Failed authentication must stay cheap whatever a client sends (issue 10): a malformed key is refused
 without any lookup; a known key is served from a bounded cache; an unknown hash is remembered in a
 bounded cache of its own (so a flood of fake keys can never push out the real ones); lookups run on
-threads of their own, at most a few per client address at a time; and a client address with too
+threads of their own, a few per client address at a time with a bounded queue behind them; and a client address with too
 many failed authentications in the last minute gets 429 before any database query.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
 from django.conf import settings
 
@@ -79,36 +82,75 @@ failed_auth_throttle = FailedAuthThrottle(settings.GATEWAY_AUTH_FAILURES_PER_MIN
 
 
 class LookupsInFlight:
-    """How many key lookups each client address has running; past the limit its next one gets 429."""
+    """Key lookups per client address: a few run at once, a bounded number wait their turn (first
+    come, first served), and past that the next one gets 429.
 
-    def __init__(self, limit_per_client: int) -> None:
+    Waiting rather than refusing at once lets a legitimate client start with many keys together (a
+    team behind one address, a load test rotating keys); the bound keeps a flood from one address
+    to a fixed number of lookups, and the failed-auth throttle is asked again once a turn comes.
+    """
+
+    def __init__(self, limit_per_client: int, waiting_per_client: int) -> None:
         self.limit = limit_per_client
-        self._running: dict[str, int] = {}
+        self.waiting_limit = waiting_per_client
+        self._clients: dict[str, _ClientLookups] = {}
 
     def __len__(self) -> int:
-        return len(self._running)
+        return len(self._clients)
 
-    @contextmanager
-    def slot(self, client: str) -> Iterator[None]:
-        running = self._running.get(client, 0)
-        if running >= self.limit:
+    @asynccontextmanager
+    async def slot(self, client: str) -> AsyncIterator[None]:
+        lookups = self._clients.get(client)
+        if lookups is None:
+            lookups = self._clients[client] = _ClientLookups()
+        if lookups.running < self.limit:
+            lookups.running += 1
+        else:
+            await self._wait_for_turn(client, lookups)
+        try:
+            yield
+        finally:
+            self._release(client, lookups)
+
+    async def _wait_for_turn(self, client: str, lookups: _ClientLookups) -> None:
+        if len(lookups.waiting) >= self.waiting_limit:
             raise GatewayError(
                 429,
                 "Too many API key checks in flight from this address. Try again in a moment.",
                 [(b"retry-after", b"1")],
             )
-        self._running[client] = running + 1
+        turn = asyncio.get_running_loop().create_future()
+        lookups.waiting.append(turn)
         try:
-            yield
-        finally:
-            left = self._running[client] - 1
-            if left:
-                self._running[client] = left
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self._release(client, lookups)  # the turn came just as the request went away
             else:
-                del self._running[client]  # the table holds only clients with lookups running
+                lookups.waiting.remove(turn)
+            raise
+
+    def _release(self, client: str, lookups: _ClientLookups) -> None:
+        """Hand the finished lookup's turn to the first waiter, or free it."""
+        while lookups.waiting:
+            turn = lookups.waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        lookups.running -= 1
+        if not lookups.running:
+            del self._clients[client]  # the table holds only clients with lookups running
 
 
-lookups_in_flight = LookupsInFlight(settings.GATEWAY_KEY_LOOKUPS_PER_CLIENT)
+@dataclass
+class _ClientLookups:
+    running: int = 0
+    waiting: deque[asyncio.Future[None]] = field(default_factory=deque)
+
+
+lookups_in_flight = LookupsInFlight(
+    settings.GATEWAY_KEY_LOOKUPS_PER_CLIENT, settings.GATEWAY_KEY_LOOKUPS_WAITING_PER_CLIENT
+)
 
 
 def presented_key(headers: dict[bytes, bytes]) -> str | None:
@@ -149,7 +191,8 @@ async def _look_up(key: str, hashed_key: str, client: str) -> KeyPrincipal:
         raise GatewayError(401, INVALID_KEY_MESSAGE)
 
     async def load() -> KeyPrincipal:
-        with lookups_in_flight.slot(client):
+        async with lookups_in_flight.slot(client):
+            failed_auth_throttle.check(client)  # again: this address may have failed while it waited
             principal = await in_key_lookup_thread(lambda: api_key_authenticate(key=key))
         if principal is None:
             raise UnknownKeyError

@@ -227,12 +227,14 @@ GATEWAY_CONCURRENCY_LEASE_SECONDS = env_float("GATEWAY_CONCURRENCY_LEASE_SECONDS
 GATEWAY_MAX_INFLIGHT_BODY_BYTES = env_int("GATEWAY_MAX_INFLIGHT_BODY_BYTES", 256 * 1024 * 1024)
 KEY_CREATIONS_PER_HOUR = env_int("KEY_CREATIONS_PER_HOUR", 10)
 # Failed authentication stays cheap (gateway/auth.py): bounded caches of known keys and of unknown
-# hashes, a few threads of their own for key lookups, and per client address a limit on lookups in
-# flight and on failed authentications per minute (429 after that, before any database query).
+# hashes, a few threads of their own for key lookups, and per client address a limit on lookups
+# running and waiting and on failed authentications per minute (429 after that, before any
+# database query).
 GATEWAY_KEY_CACHE_SIZE = env_int("GATEWAY_KEY_CACHE_SIZE", 100_000)
 GATEWAY_UNKNOWN_KEY_CACHE_SIZE = env_int("GATEWAY_UNKNOWN_KEY_CACHE_SIZE", 100_000)
 GATEWAY_KEY_LOOKUP_THREADS = env_int("GATEWAY_KEY_LOOKUP_THREADS", 4)
 GATEWAY_KEY_LOOKUPS_PER_CLIENT = env_int("GATEWAY_KEY_LOOKUPS_PER_CLIENT", 4)
+GATEWAY_KEY_LOOKUPS_WAITING_PER_CLIENT = env_int("GATEWAY_KEY_LOOKUPS_WAITING_PER_CLIENT", 64)
 GATEWAY_AUTH_FAILURES_PER_MINUTE = env_int("GATEWAY_AUTH_FAILURES_PER_MINUTE", 30)
 
 # The production web server (python -m llmapi.server; docs/operations.md): its address, workers and limits.

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from gateway import auth
+from gateway.errors import GatewayError
 from keys import keyformat
 from keys.services import api_key_create
 from llmapi.proxies import forwarded_allow_ips
@@ -150,3 +151,78 @@ def test_a_flood_of_made_up_keys_beside_a_legitimate_client(gateway, database_qu
     # Each attacker address reached the database at most `limit` times, plus its lookups in flight.
     most_lookups = len(ATTACKER_ADDRESSES) * (auth.failed_auth_throttle.limit + auth.lookups_in_flight.limit)
     assert database_queries.count <= most_lookups + 10  # + the legitimate key's first lookup
+
+
+def test_many_new_keys_from_one_address_at_once_wait_their_turn(gateway):
+    """More fresh keys at once than lookups may run per address: the rest queue, none is refused."""
+    fresh_keys = [api_key_create(user=gateway.user, name=f"teammate {n}").secret for n in range(9)]
+    assert len(fresh_keys) > auth.lookups_in_flight.limit
+
+    async def all_at_once() -> list[int]:
+        async with async_client_from(ATTACKER_ADDRESSES[3], gateway.base_url) as client:
+            responses = await asyncio.gather(
+                *(client.post("/v1/messages", json=HELLO, headers={"x-api-key": key}) for key in fresh_keys)
+            )
+        return [response.status_code for response in responses]
+
+    assert asyncio.run(all_at_once()) == [200] * len(fresh_keys)
+    assert auth.cache_sizes()["lookups_in_flight"] == 0
+
+
+class TestLookupTurns:
+    """The queue of key lookups per address, on its own: who runs, who waits, who is refused."""
+
+    @staticmethod
+    async def hold(lookups: auth.LookupsInFlight, client: str, started: list[int], release: asyncio.Event, n: int):
+        async with lookups.slot(client):
+            started.append(n)
+            await release.wait()
+
+    def test_past_the_running_limit_lookups_wait_in_order_and_past_the_queue_get_429(self):
+        async def scenario() -> None:
+            lookups = auth.LookupsInFlight(limit_per_client=2, waiting_per_client=3)
+            started: list[int] = []
+            release = asyncio.Event()
+            tasks = [asyncio.create_task(self.hold(lookups, "a", started, release, n)) for n in range(5)]
+            await wait_until(lambda: len(started) == 2)
+            with pytest.raises(GatewayError) as refused:
+                async with lookups.slot("a"):
+                    pass
+            assert refused.value.status == 429
+            async with lookups.slot("b"):  # another address is not affected
+                pass
+            release.set()
+            await asyncio.gather(*tasks)
+            assert started == [0, 1, 2, 3, 4]
+            assert len(lookups) == 0
+
+        asyncio.run(scenario())
+
+    def test_a_waiter_that_goes_away_gives_up_its_place(self):
+        async def scenario() -> None:
+            lookups = auth.LookupsInFlight(limit_per_client=1, waiting_per_client=1)
+            started: list[int] = []
+            release = asyncio.Event()
+            running = asyncio.create_task(self.hold(lookups, "a", started, release, 0))
+            await wait_until(lambda: started == [0])
+            waiter = asyncio.create_task(self.hold(lookups, "a", started, release, 1))
+            await wait_until(lambda: len(lookups._clients["a"].waiting) == 1)
+            waiter.cancel()
+            await asyncio.gather(waiter, return_exceptions=True)
+            late = asyncio.create_task(self.hold(lookups, "a", started, release, 2))  # the place is free again
+            await wait_until(lambda: len(lookups._clients["a"].waiting) == 1)
+            release.set()
+            await asyncio.gather(running, late)
+            assert started == [0, 2]
+            assert len(lookups) == 0
+
+        asyncio.run(scenario())
+
+
+async def wait_until(condition) -> None:
+    """Let the other tasks run until `condition` holds (they need only a few turns of the loop)."""
+    for _ in range(1_000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the condition never held")
