@@ -141,11 +141,6 @@ def test_rotating_keys_never_beats_the_account_ceiling(gateway, two_workers):
     assert admitted == 20
 
 
-@pytest.mark.xfail(
-    reason="issue 10: passes alone, failed twice in full runs on a loaded machine (the windows after the restart "
-    "did not show the outage within 30 s); cause not yet found",
-    strict=False,
-)
 def test_redis_stopped_mid_burst_serves_requests_and_counts_them_once_back(gateway):
     put_on_plan(
         gateway,
@@ -169,8 +164,13 @@ def test_redis_stopped_mid_burst_serves_requests_and_counts_them_once_back(gatew
             after = []
 
             def long_windows_count_the_outage() -> bool:
+                nonlocal unchecked
                 response = httpx.post(base_url + "/v1/messages", json=HELLO, headers={"x-api-key": gateway.key})
+                assert response.status_code == 200
                 if "llmapi-ratelimit-requests-5h-limit" not in response.headers:
+                    # Still admitted unchecked: a worker waits a moment before it asks Redis again (on a
+                    # busy machine, long enough for several requests). Counted once Redis answers, too.
+                    unchecked += 1
                     return False
                 after.append(response)
                 counted = [
