@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -256,6 +257,35 @@ def _take(iterator: Iterator[bytes], size: int) -> Iterator[bytes]:
         yield item
 
 
+class UsageDrainStandIn:
+    """Empties the run's usage streams twice a second, as the Celery drain does in production. The
+    drain's database work is not the gateway's and is measured apart (bench/drain_rate.py); left
+    full, the streams would reach their ceiling and the gateway would write usage to PostgreSQL
+    itself, which is its fallback for a drain that is down, not its normal work."""
+
+    INTERVAL_SECONDS = 0.5
+
+    def __init__(self, redis_url: str, prefix: str) -> None:
+        shards = int(os.environ.get("REDIS_SHARDS", "1"))
+        self._streams = [f"{prefix}:{{{shard}}}:usage" for shard in range(shards)]
+        self._client = redis.Redis.from_url(redis_url)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="usage-drain-stand-in", daemon=True)
+
+    def start(self) -> UsageDrainStandIn:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._client.close()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.INTERVAL_SECONDS):
+            self._client.delete(*self._streams)
+
+
 @contextlib.contextmanager
 def rig(options: Options, database_url: str, redis_url: str) -> Iterator[Rig]:
     run_id = f"bench-{dt.datetime.now(dt.UTC):%Y%m%d%H%M%S}-{os.getpid()}"
@@ -276,6 +306,7 @@ def rig(options: Options, database_url: str, redis_url: str) -> Iterator[Rig]:
         log(f"nginx on {nginx.base_url}, paced upstream on {paced_url}; provisioning {database_url}")
         keys = provision(env, nginx.base_url, paced_url, options.keys)
         stack.callback(delete_redis_keys, redis_url, run_id)
+        stack.callback(UsageDrainStandIn(redis_url, run_id).start().stop)
         body_json, body_stream = tmp / "message.json", tmp / "stream.json"
         body_json.write_bytes(bodies.request_body(bodies.FIXED_MODEL, stream=False))
         body_stream.write_bytes(bodies.request_body(bodies.FIXED_MODEL, stream=True))
