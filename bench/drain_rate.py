@@ -1,10 +1,11 @@
 """The usage drain's rate: events per second from the Redis stream into PostgreSQL (rollups included).
 
-    uv run python -m bench.drain_rate [--events 20000] [--repeats 3]
+    .venv/bin/python -m bench.drain_rate [--events 20000] [--repeats 3]
 
-It recreates its own database (llmapi_bench_drain), fills the usage stream with records of
-several keys and models under a private Redis key prefix, runs the same drain the Celery task
-runs, and reports the median rate of the repeats to stdout and bench/results/drain-<time>.md.
+It recreates its own database (llmapi_bench_drain), fills the usage stream with what requests of
+several keys and models leave there (each admission, written ahead, then its record), under a
+private Redis key prefix, runs the same drain the Celery task runs, and reports the median rate
+of the repeats, in records (events) per second, to stdout and bench/results/drain-<time>.md.
 """
 
 from __future__ import annotations
@@ -33,29 +34,49 @@ def configure_environment() -> None:
     os.environ["USAGE_CLAIM_IDLE_SECONDS"] = "3600"  # nothing here is abandoned
 
 
+IN_FLIGHT = 200  # requests admitted but not ended at any moment: a record trails its admission by this many
+
+
 def fill_stream(client, keys: list, events: int, run: int) -> None:
-    from gateway.usage.record import UsageRecord
-    from gateway.usage.writer import stream_key
+    """What `events` requests leave in the stream, as in production: each admission written ahead
+    by the limiter, and its record when the request ends, IN_FLIGHT admissions later."""
+    from gateway.redis_keys import usage_stream_key
+    from gateway.usage.clean import RECORD_FIELD, STARTED_FIELD
+    from gateway.usage.record import AdmissionStart
 
     now = time.time()
+    stream = usage_stream_key(0)
+    records = [bench_record(keys, run, index, now) for index in range(events)]
     pipe = client.pipeline(transaction=False)
-    for index in range(events):
-        key = keys[index % len(keys)]
-        record = UsageRecord(
-            f"req_bench_{run}_{index}",
-            key.pk,
-            key.user_id,
-            MODELS[index % len(MODELS)],
-            index % 2 == 0,
-            status=200,
-            input_tokens=100 + index % 50,
-            output_tokens=20,
-            ended_at=now - (index % 7200),  # spread over two hours: several rollup rows
-        )
-        pipe.xadd(stream_key(), {"r": record.to_json()})
+    for index in range(events + IN_FLIGHT):
+        if index < events:
+            admitted = records[index]
+            start = AdmissionStart(
+                admitted.request_id, admitted.key_id, admitted.user_id, int(admitted.ended_at * 1000)
+            )
+            pipe.xadd(stream, {STARTED_FIELD: start.to_json()})
+        if index >= IN_FLIGHT:
+            pipe.xadd(stream, {RECORD_FIELD: records[index - IN_FLIGHT].to_json()})
         if index % 1000 == 999:
             pipe.execute()
     pipe.execute()
+
+
+def bench_record(keys: list, run: int, index: int, now: float):
+    from gateway.usage.record import UsageRecord
+
+    key = keys[index % len(keys)]
+    return UsageRecord(
+        f"req_bench_{run}_{index}",
+        key.pk,
+        key.user_id,
+        MODELS[index % len(MODELS)],
+        index % 2 == 0,
+        status=200,
+        input_tokens=100 + index % 50,
+        output_tokens=20,
+        ended_at=now - (index % 7200),  # spread over two hours: several rollup rows
+    )
 
 
 def measure(events: int, repeats: int) -> list[float]:
@@ -64,8 +85,9 @@ def measure(events: int, repeats: int) -> list[float]:
     from django.core.management import call_command
 
     from accounts.models import User
+    from gateway.redis_keys import usage_stream_key
     from gateway.usage.drain import drain_usage_stream
-    from gateway.usage.writer import stream_key
+    from gateway.usage.models import UsageStart
     from keys.models import ApiKey
     from keys.services import api_key_create
     from plans.models import Plan
@@ -84,12 +106,12 @@ def measure(events: int, repeats: int) -> list[float]:
             started = time.perf_counter()
             stored = drain_usage_stream(client=client, time_budget_seconds=3600)
             elapsed = time.perf_counter() - started
-            if stored != events:
-                raise SystemExit(f"drained {stored} of {events} events")
+            if stored != events or UsageStart.objects.exists():
+                raise SystemExit(f"drained {stored} of {events} events, {UsageStart.objects.count()} admissions open")
             rates.append(events / elapsed)
             print(f"run {run + 1}: {events} events in {elapsed:.2f} s = {events / elapsed:,.0f} events/s")
     finally:
-        client.delete(stream_key())
+        client.delete(usage_stream_key(0))
         client.close()
     return rates
 
@@ -99,7 +121,8 @@ def report(events: int, rates: list[float]) -> str:
 
     return (
         f"# Usage drain rate, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n\n"
-        f"{events:,} events per run, batches of {settings.USAGE_DRAIN_BATCH_SIZE}, {len(rates)} runs, "
+        f"{events:,} events per run (each after its admission, {IN_FLIGHT} admissions ahead), "
+        f"batches of {settings.USAGE_DRAIN_BATCH_SIZE} stream entries, {len(rates)} runs, "
         "PostgreSQL and Redis on this machine (2 cores).\n\n"
         "| figure | value |\n|---|---:|\n"
         f"| median drain rate | {statistics.median(rates):,.0f} events/s |\n"

@@ -61,6 +61,7 @@ class Responder:
         self.request_id = request_id
         self.started = False
         self.limit_headers: Headers | None = None  # set once the limiter has been asked
+        self.admission_entry = ""  # the usage stream entry the limiter wrote ahead, if it did
 
     async def start(self, status: int, headers: Headers) -> None:
         self.started = True
@@ -76,6 +77,7 @@ class Responder:
         """Ask the limiter (mode admit, guard or peek); refuse with 429 if it says no."""
         decision = await limiter().decide(principal, mode, self.request_id)
         self.limit_headers = limit_headers(decision)
+        self.admission_entry = decision.admission_entry
         if not decision.admitted:
             raise rate_limited(decision, principal)
         return decision
@@ -401,7 +403,7 @@ async def give_back_if_counted(principal: KeyPrincipal, mode: str, responder: Re
     if mode != "admit":
         return  # the guard counts every request it lets through, answered or not
     # Shielded: a cancelled request must still give back what it took.
-    decision = await asyncio.shield(limiter().give_back(principal, responder.request_id))
+    decision = await asyncio.shield(limiter().give_back(principal, responder.request_id, responder.admission_entry))
     if decision.windows:  # the headers show the windows without this request
         responder.limit_headers = limit_headers(decision)
 

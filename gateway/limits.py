@@ -28,7 +28,14 @@ import redis
 import redis.asyncio
 from django.conf import settings
 
-from gateway.redis_keys import account_window_keys, key_concurrency_key, key_window_keys
+from gateway.redis_keys import (
+    account_window_keys,
+    key_concurrency_key,
+    key_window_keys,
+    shard_for_user,
+    usage_stream_key,
+)
+from gateway.usage.record import AdmissionStart
 from keys.selectors import KeyPrincipal
 
 logger = logging.getLogger(__name__)
@@ -70,6 +77,7 @@ class Decision:
     now_ms: int = 0
     account_windows: tuple[Window, ...] = ()  # the account's minute, 5h, week
     concurrent: Window | None = None
+    admission_entry: str = ""  # the usage stream entry written ahead for this admission, if any
 
     def refusing_window(self) -> Window | None:
         """The window that refused, or of several, the one that keeps the client waiting longest."""
@@ -145,7 +153,7 @@ class Limits:
         )
 
 
-def decision_from_counts(counts: Counts, principal: KeyPrincipal, now_ms: int) -> Decision:
+def decision_from_counts(counts: Counts, principal: KeyPrincipal, now_ms: int, admission_entry: str = "") -> Decision:
     limits = Limits.of(principal)
     own = (
         _rolling_window(
@@ -185,7 +193,7 @@ def decision_from_counts(counts: Counts, principal: KeyPrincipal, now_ms: int) -
         reset_at_ms=now_ms,
         next_admission_ms=now_ms + CONCURRENCY_RETRY_MS if counts.in_flight >= limits.in_flight else now_ms,
     )
-    return Decision(counts.admitted, own, guard, now_ms, account, concurrent)
+    return Decision(counts.admitted, own, guard, now_ms, account, concurrent, admission_entry)
 
 
 def _rolling_window(name: str, limit: int, used: int, oldest_ms: int, newest_ms: int, now_ms: int) -> Window:
@@ -218,14 +226,18 @@ def script_keys(principal: KeyPrincipal) -> list[str]:
         *key_window_keys(user_id=principal.user_id, key_id=principal.key_id),
         *account_window_keys(user_id=principal.user_id),
         key_concurrency_key(user_id=principal.user_id, key_id=principal.key_id),
+        usage_stream_key(shard_for_user(principal.user_id)),
     ]
 
 
 # KEYS: the key's minute, 5h, week, guard; the account's minute, 5h, week; the key's requests in
-# flight. ARGV: now_ms, mode (admit|guard|peek|give_back|backfill), member (the request id), then
-# the limits in the order of `Limits`, the lease of an in-flight slot (ms), for backfill how many
-# admissions to add, then the ids of the key's requests that have ended (their slots are freed
-# first). Returns the fields of Counts, in order.
+# flight; the account's usage stream. ARGV: now_ms, mode (admit|guard|peek|give_back|backfill),
+# member (the request id), then the limits in the order of `Limits`, the lease of an in-flight
+# slot (ms), for backfill how many admissions to add, the usage stream's ceiling, what to write
+# ahead to it (the admission, gateway/usage/record.py; or the request id given back), for
+# give_back the id of the admission's stream entry, then the ids of the key's requests that have
+# ended (their slots are freed first). Returns the fields of Counts, in order, then the id of the
+# admission's stream entry ('' if none was written).
 DECIDE_SCRIPT = """
 local now = tonumber(ARGV[1])
 local mode = ARGV[2]
@@ -235,11 +247,13 @@ local minute_limit, five_limit, week_limit, guard_limit =
 local account_minute_limit, account_five_limit, account_week_limit =
   tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local in_flight_limit, lease, backfill = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
+local usage_ceiling, usage_entry, admission_entry = tonumber(ARGV[14]), ARGV[15], ARGV[16]
 local MINUTE, FIVE_HOURS, WEEK = 60000, 18000000, 604800000
 local KEY_MINUTE, KEY_FIVE, KEY_WEEK, KEY_GUARD = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ACCOUNT_MINUTE, ACCOUNT_FIVE, ACCOUNT_WEEK, IN_FLIGHT = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local USAGE = KEYS[9]
 
-for i = 14, #ARGV do
+for i = 17, #ARGV do
   redis.call('ZREM', IN_FLIGHT, ARGV[i])
 end
 
@@ -281,6 +295,42 @@ local function uncount_fixed(key)
   end
 end
 
+-- Usage written ahead: an admission's "started" entry, a give-back's "given back" one. Past the
+-- stream's ceiling nothing is written (the writer then goes to the database; see writer.py).
+local function write_ahead(field)
+  if redis.call('XLEN', USAGE) < usage_ceiling then
+    return redis.call('XADD', USAGE, '*', field, usage_entry)
+  end
+  return ''
+end
+
+local function later(a, b)  -- stream entry ids, "ms-seq"
+  local a_ms, a_seq = string.match(a, '(%d+)-(%d+)')
+  local b_ms, b_seq = string.match(b, '(%d+)-(%d+)')
+  a_ms, a_seq, b_ms, b_seq = tonumber(a_ms), tonumber(a_seq), tonumber(b_ms), tonumber(b_seq)
+  return a_ms > b_ms or (a_ms == b_ms and a_seq > b_seq)
+end
+
+local function read_by_a_drain(entry)
+  for _, group in ipairs(redis.call('XINFO', 'GROUPS', USAGE)) do
+    for i = 1, #group, 2 do
+      if group[i] == 'last-delivered-id' and not later(entry, group[i + 1]) then return true end
+    end
+  end
+  return false
+end
+
+-- An admission given back: its entry is taken out of the stream while no drain has read it (so
+-- that a flood of requests refused after admission leaves nothing behind); once read, a "given
+-- back" entry tells the drain to forget it.
+local function forget_admission()
+  if admission_entry ~= '' and redis.call('EXISTS', USAGE) == 1 and not read_by_a_drain(admission_entry) then
+    redis.call('XDEL', USAGE, admission_entry)
+  else
+    write_ahead('x')
+  end
+end
+
 -- Slots whose lease ran out belonged to a process that died mid-request.
 local function in_flight()
   redis.call('ZREMRANGEBYSCORE', IN_FLIGHT, '-inf', now)
@@ -293,6 +343,7 @@ if mode == 'give_back' then
   if redis.call('ZREM', KEY_MINUTE, member) == 1 then
     uncount_fixed(KEY_FIVE)
     uncount_fixed(KEY_WEEK)
+    forget_admission()  -- no record will follow
   end
   if redis.call('ZREM', ACCOUNT_MINUTE, member) == 1 then
     uncount_fixed(ACCOUNT_FIVE)
@@ -309,6 +360,7 @@ local account_five_used, account_five_left = fixed(ACCOUNT_FIVE)
 local account_week_used, account_week_left = fixed(ACCOUNT_WEEK)
 local in_flight_used = in_flight()
 local admitted = 0
+local admission = ''
 
 if mode == 'admit' then
   if minute_used < minute_limit and five_used < five_limit and week_used < week_limit
@@ -329,6 +381,7 @@ if mode == 'admit' then
     redis.call('ZADD', IN_FLIGHT, now + lease, member)
     redis.call('PEXPIRE', IN_FLIGHT, lease)
     in_flight_used = in_flight_used + 1
+    admission = write_ahead('s')  -- the request's record completes it; if none comes, it is stored as interrupted
   end
 elseif mode == 'guard' then
   if guard_used < guard_limit then
@@ -351,7 +404,7 @@ end
 return {admitted, minute_used, minute_oldest, minute_newest, five_used, five_left,
         week_used, week_left, guard_used, guard_oldest,
         account_minute_used, account_minute_oldest, account_minute_newest,
-        account_five_used, account_five_left, account_week_used, account_week_left, in_flight_used}
+        account_five_used, account_five_left, account_week_used, account_week_left, in_flight_used, admission}
 """
 DECIDE_SCRIPT_SHA = hashlib.sha1(DECIDE_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
@@ -361,7 +414,13 @@ def lease_ms() -> int:
 
 
 def script_arguments(
-    principal: KeyPrincipal, mode: str, member: str, now_ms: int, backfill: int = 0, ended: tuple[str, ...] = ()
+    principal: KeyPrincipal,
+    mode: str,
+    member: str,
+    now_ms: int,
+    backfill: int = 0,
+    ended: tuple[str, ...] = (),
+    admission_entry: str = "",
 ) -> list[object]:
     limits = Limits.of(principal)
     return [
@@ -378,12 +437,30 @@ def script_arguments(
         limits.in_flight,
         lease_ms(),
         backfill,
+        settings.USAGE_STREAM_MAX_LENGTH,
+        usage_entry(principal, mode, member, now_ms),
+        admission_entry,
         *ended,
     ]
 
 
+def usage_entry(principal: KeyPrincipal, mode: str, member: str, now_ms: int) -> bytes:
+    """What the script writes ahead to the usage stream: the admission (or its give-back)."""
+    if mode == "admit":
+        return AdmissionStart(member, principal.key_id, principal.user_id, now_ms).to_json()
+    return member.encode() if mode == "give_back" else b""
+
+
+COUNT_FIELDS = len(Counts.__slots__)
+
+
 def _counts(raw: list[int]) -> Counts:
-    return Counts(bool(raw[0]), *(int(value) for value in raw[1:]))
+    return Counts(bool(raw[0]), *(int(value) for value in raw[1:COUNT_FIELDS]))
+
+
+def _admission_entry(raw: list[object]) -> str:
+    entry = raw[COUNT_FIELDS]
+    return entry.decode() if isinstance(entry, bytes) else str(entry)
 
 
 class Circuit:
@@ -524,9 +601,10 @@ class RedisLimiter:
     async def decide(self, principal: KeyPrincipal, mode: str, member: str) -> Decision:
         return await self._run(principal, mode, member)
 
-    async def give_back(self, principal: KeyPrincipal, member: str) -> Decision:
-        """Uncount an admitted request (once) and free its slot; returns the windows after."""
-        return await self._run(principal, "give_back", member)
+    async def give_back(self, principal: KeyPrincipal, member: str, admission_entry: str = "") -> Decision:
+        """Uncount an admitted request (once), free its slot and forget its admission in the usage
+        stream; returns the windows after."""
+        return await self._run(principal, "give_back", member, admission_entry=admission_entry)
 
     async def backfill(self, principal: KeyPrincipal, admissions: int) -> None:
         """Add requests admitted without Redis to the key's and the account's 5-hour and weekly windows."""
@@ -544,13 +622,15 @@ class RedisLimiter:
         if len(self._ended) > ENDED_KEYS_KEPT:  # only a head start on the usage write: forget it
             self._ended.clear()
 
-    async def _run(self, principal: KeyPrincipal, mode: str, member: str, backfill: int = 0) -> Decision:
+    async def _run(
+        self, principal: KeyPrincipal, mode: str, member: str, backfill: int = 0, admission_entry: str = ""
+    ) -> Decision:
         now_ms = int(self._clock() * 1000)
         ended = tuple(self._ended.pop(principal.key_id, ())) if mode == "admit" else ()
         raw = await self._pipeline.call(
-            script_keys(principal), script_arguments(principal, mode, member, now_ms, backfill, ended)
+            script_keys(principal), script_arguments(principal, mode, member, now_ms, backfill, ended, admission_entry)
         )
-        return decision_from_counts(_counts(raw), principal, now_ms)
+        return decision_from_counts(_counts(raw), principal, now_ms, _admission_entry(raw))
 
     async def close(self) -> None:
         await self._pipeline.close()
@@ -584,7 +664,7 @@ class InProcessLimiter:
     async def decide(self, principal: KeyPrincipal, mode: str, member: str) -> Decision:
         return self.decide_now(principal, mode, member)
 
-    async def give_back(self, principal: KeyPrincipal, member: str) -> Decision:
+    async def give_back(self, principal: KeyPrincipal, member: str, admission_entry: str = "") -> Decision:
         return self.decide_now(principal, "give_back", member)
 
     async def backfill(self, principal: KeyPrincipal, admissions: int) -> None:
@@ -598,8 +678,8 @@ class InProcessLimiter:
 
     def decide_now(self, principal: KeyPrincipal, mode: str, member: str, backfill: int = 0) -> Decision:
         now_ms = int(self._clock() * 1000)
-        key_minute, key_five, key_week, key_guard, account_minute, account_five, account_week, in_flight = script_keys(
-            principal
+        key_minute, key_five, key_week, key_guard, account_minute, account_five, account_week, in_flight, _ = (
+            script_keys(principal)
         )
         if mode == "give_back":
             self._give_back(
@@ -718,9 +798,9 @@ class FailOpenLimiter:
             self._failed(exc)
             return self._unchecked(principal, mode)
 
-    async def give_back(self, principal: KeyPrincipal, member: str) -> Decision:
+    async def give_back(self, principal: KeyPrincipal, member: str, admission_entry: str = "") -> Decision:
         try:
-            return await self.inner.give_back(principal, member)
+            return await self.inner.give_back(principal, member, admission_entry)
         except UNREACHABLE as exc:
             self._failed(exc)
             return UNKNOWN

@@ -1,16 +1,22 @@
-"""Celery tasks of the gateway: draining usage and keeping raw usage to its retention."""
+"""Celery tasks of the gateway: draining usage, storing interrupted requests, keeping raw usage
+to its retention."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
 from gateway.usage.drain import drain_usage_stream
-from gateway.usage.services import usage_delete_old_events
+from gateway.usage.services import usage_delete_old_events, usage_store_interrupted
 
 
 @shared_task(ignore_result=True)
 def drain_usage() -> int:
     return drain_usage_stream()
+
+
+@shared_task(ignore_result=True)
+def store_interrupted_usage() -> int:
+    return usage_store_interrupted()
 
 
 @shared_task(ignore_result=True)

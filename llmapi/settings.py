@@ -147,6 +147,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_float("USAGE_DRAIN_INTERVAL_SECONDS", 2.0),
         "options": {"expires": 30},  # a drain that waited this long is superseded by newer ones
     },
+    "store-interrupted-usage": {
+        "task": "gateway.tasks.store_interrupted_usage",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
     "delete-old-usage-events": {"task": "gateway.tasks.delete_old_usage_events", "schedule": 24 * 3600.0},
 }
 
@@ -254,6 +259,9 @@ USAGE_CLAIM_IDLE_SECONDS = env_float("USAGE_CLAIM_IDLE_SECONDS", 60.0)
 USAGE_MAX_DELIVERIES = env_int("USAGE_MAX_DELIVERIES", 10)  # claims of one stream entry before it is dead-lettered
 USAGE_DRAIN_BATCH_SIZE = env_int("USAGE_DRAIN_BATCH_SIZE", 5000)
 USAGE_BUFFER_LIMIT = env_int("USAGE_BUFFER_LIMIT", 100_000)
+# An admitted request with no record this long after it started is stored as interrupted (its
+# gateway process died); longer than any answer takes, and than the in-flight lease.
+USAGE_INTERRUPTED_AFTER_SECONDS = env_float("USAGE_INTERRUPTED_AFTER_SECONDS", 1800.0)
 # Entries the usage stream may hold (about 500 bytes each); past it gateways write to the database instead.
 USAGE_STREAM_MAX_LENGTH = env_int("USAGE_STREAM_MAX_LENGTH", 200_000)
 

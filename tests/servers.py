@@ -102,28 +102,25 @@ def _uvicorn(workers: int, env: dict[str, str]) -> Iterator[tuple[str, subproces
 
 
 class RedisServer:
-    """A private redis-server on loopback that a test may stop and start again on its port."""
+    """A private redis-server on loopback that a test may stop and start again on its port.
 
-    def __init__(self, port: int | None = None) -> None:
+    With `data_dir`, it persists as docs/operations.md asks production to (an append-only file,
+    flushed every second), so that a restart finds what it held; without, it keeps nothing.
+    """
+
+    def __init__(self, port: int | None = None, data_dir: Path | None = None) -> None:
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.data_dir = data_dir
         self._process: subprocess.Popen | None = None
 
     def start(self) -> RedisServer:
-        self._process = subprocess.Popen(
-            [
-                "redis-server",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
+        command = ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", ""]
+        if self.data_dir is None:
+            command += ["--appendonly", "no"]
+        else:
+            command += ["--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(self.data_dir)]
+        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         wait_until(self._answers)
         return self
 

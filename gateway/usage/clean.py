@@ -18,7 +18,7 @@ from itertools import islice
 
 import orjson
 
-from gateway.usage.record import USAGE_FIELDS, RefusalCount, UsageRecord
+from gateway.usage.record import USAGE_FIELDS, AdmissionStart, GivenBack, RefusalCount, UsageRecord
 
 REQUEST_ID_LENGTH = 64
 TEXT_LENGTHS = {"requested_model": 200, "upstream": 100, "upstream_model": 200, "error_type": 50}
@@ -31,6 +31,8 @@ LATEST_END_AHEAD = 24 * 3600.0  # a clock a day ahead of ours is broken too
 DROPPED_CATEGORIES = frozenset({"Cc", "Cs"})  # control characters, lone surrogates
 RECORD_FIELD = b"r"  # a stream entry holding one record as JSON
 REFUSALS_FIELD = b"c"  # a stream entry holding refusal counts, as JSON rows
+STARTED_FIELD = b"s"  # an admission written ahead by the limiter: [request id, key, user, ms]
+GIVEN_BACK_FIELD = b"x"  # an admission given back: its request id
 RECORD_FIELDS = frozenset(field.name for field in fields(UsageRecord))
 WHOLE_NUMBER_RANGES = (
     ("key_id", MAX_ID),
@@ -52,13 +54,41 @@ class UnstorableRecordError(ValueError):
     """The record lacks what storing it needs (a request id, a key)."""
 
 
-def read_entry(fields: dict[bytes, bytes]) -> UsageRecord | list[RefusalCount] | DeadLetter:
-    """What a stream entry carries, cleaned: a record, refusal counts, or a dead letter."""
-    if len(fields) == 1 and RECORD_FIELD in fields:
-        return record_from_payload(fields[RECORD_FIELD])
-    if len(fields) == 1 and REFUSALS_FIELD in fields:
-        return refusals_from_payload(fields[REFUSALS_FIELD])
+Entry = UsageRecord | list[RefusalCount] | AdmissionStart | GivenBack | DeadLetter
+
+
+def read_entry(fields: dict[bytes, bytes]) -> Entry:
+    """What a stream entry carries, cleaned: a record, refusal counts, an admission or its
+    give-back, or a dead letter."""
+    if len(fields) == 1:
+        (name, payload), *_ = fields.items()
+        reader = ENTRY_READERS.get(name)
+        if reader is not None:
+            return reader(payload)
     return DeadLetter(entry_payload(fields), "a stream entry of unknown shape")
+
+
+def start_from_payload(payload: bytes) -> AdmissionStart | DeadLetter:
+    try:
+        request_id, key_id, user_id, started_ms = orjson.loads(payload)
+        return AdmissionStart(
+            _request_id(request_id), _identifier(key_id, "key_id"), _identifier(user_id, "user_id"), _start(started_ms)
+        )
+    except (orjson.JSONDecodeError, TypeError, ValueError) as exc:  # UnstorableRecordError is a ValueError
+        return DeadLetter(payload, f"unreadable admission: {exc}")
+
+
+def given_back_from_payload(payload: bytes) -> GivenBack | DeadLetter:
+    try:
+        return GivenBack(_request_id(payload.decode()))
+    except (UnicodeDecodeError, UnstorableRecordError) as exc:
+        return DeadLetter(payload, f"unreadable give-back: {exc}")
+
+
+def _start(value: object) -> int:
+    if type(value) is not int or not EARLIEST_END * 1000 <= value <= (time.time() + LATEST_END_AHEAD) * 1000:
+        raise UnstorableRecordError("no usable start time")
+    return value
 
 
 def entry_payload(fields: dict[bytes, bytes]) -> bytes:
@@ -224,3 +254,11 @@ def _end_time(value: object) -> float:
     if not EARLIEST_END <= value <= now + LATEST_END_AHEAD:
         return now
     return float(value)
+
+
+ENTRY_READERS = {
+    RECORD_FIELD: record_from_payload,
+    REFUSALS_FIELD: refusals_from_payload,
+    STARTED_FIELD: start_from_payload,
+    GIVEN_BACK_FIELD: given_back_from_payload,
+}

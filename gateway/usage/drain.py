@@ -1,4 +1,5 @@
-"""Draining the usage stream into PostgreSQL, exactly once, whatever dies on the way.
+"""Draining the usage streams (one per shard, gateway/redis_keys.py) into PostgreSQL, exactly once,
+whatever dies on the way.
 
 A consumer group hands each stream entry to one drain. A drain stores a batch (events and
 rollups, one transaction), then acknowledges and deletes its entries. If it dies before that, the
@@ -19,9 +20,9 @@ import time
 import redis
 from django.conf import settings
 
+from gateway.redis_keys import all_shards, usage_stream_key
 from gateway.usage.clean import DeadLetter, entry_payload
 from gateway.usage.services import usage_ingest
-from gateway.usage.writer import stream_key
 
 GROUP = "aggregators"
 
@@ -30,26 +31,33 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def ensure_group(client: redis.Redis) -> None:
+def ensure_group(client: redis.Redis, stream: str) -> None:
     try:
-        client.xgroup_create(stream_key(), GROUP, id="0", mkstream=True)
+        client.xgroup_create(stream, GROUP, id="0", mkstream=True)
     except redis.ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
 
 
 def drain_usage_stream(*, client: redis.Redis | None = None, time_budget_seconds: float = 10.0) -> int:
-    """Store what the stream holds, batch by batch, for at most `time_budget_seconds`."""
+    """Store what the usage streams hold, batch by batch, for at most `time_budget_seconds`."""
     client = client or redis.Redis.from_url(settings.REDIS_URL)
-    ensure_group(client)
-    consumer = consumer_name()
     deadline = time.monotonic() + time_budget_seconds
     stored = 0
+    for shard in all_shards():
+        stored += _drain_stream(client, usage_stream_key(shard), deadline)
+    return stored
+
+
+def _drain_stream(client: redis.Redis, stream: str, deadline: float) -> int:
+    ensure_group(client, stream)
+    consumer = consumer_name()
+    stored = 0
     while time.monotonic() < deadline:
-        if claimed := _claim_abandoned(client, consumer):
-            stored += _store(client, claimed, worn_out=_delivered_too_often(client, claimed, consumer))
-        elif entries := _read_new(client, consumer):
-            stored += _store(client, entries, worn_out={})  # a first delivery: never worn out
+        if claimed := _claim_abandoned(client, stream, consumer):
+            stored += _store(client, stream, claimed, worn_out=_delivered_too_often(client, stream, claimed, consumer))
+        elif entries := _read_new(client, stream, consumer):
+            stored += _store(client, stream, entries, worn_out={})  # a first delivery: never worn out
         else:
             break
     return stored
@@ -58,20 +66,20 @@ def drain_usage_stream(*, client: redis.Redis | None = None, time_budget_seconds
 Entry = tuple[bytes, dict[bytes, bytes]]
 
 
-def _claim_abandoned(client: redis.Redis, consumer: str) -> list[Entry]:
+def _claim_abandoned(client: redis.Redis, stream: str, consumer: str) -> list[Entry]:
     idle_ms = int(settings.USAGE_CLAIM_IDLE_SECONDS * 1000)
     _, entries, _ = client.xautoclaim(
-        stream_key(), GROUP, consumer, idle_ms, start_id="0-0", count=settings.USAGE_DRAIN_BATCH_SIZE
+        stream, GROUP, consumer, idle_ms, start_id="0-0", count=settings.USAGE_DRAIN_BATCH_SIZE
     )
     return [(entry_id, fields) for entry_id, fields in entries if fields]
 
 
-def _read_new(client: redis.Redis, consumer: str) -> list[Entry]:
-    response = client.xreadgroup(GROUP, consumer, {stream_key(): ">"}, count=settings.USAGE_DRAIN_BATCH_SIZE)
+def _read_new(client: redis.Redis, stream: str, consumer: str) -> list[Entry]:
+    response = client.xreadgroup(GROUP, consumer, {stream: ">"}, count=settings.USAGE_DRAIN_BATCH_SIZE)
     return response[0][1] if response else []
 
 
-def _store(client: redis.Redis, entries: list[Entry], *, worn_out: dict[bytes, int]) -> int:
+def _store(client: redis.Redis, stream: str, entries: list[Entry], *, worn_out: dict[bytes, int]) -> int:
     stored = usage_ingest(
         entries=[fields for entry_id, fields in entries if entry_id not in worn_out],
         dead_letters=[
@@ -83,16 +91,16 @@ def _store(client: redis.Redis, entries: list[Entry], *, worn_out: dict[bytes, i
     ids = [entry_id for entry_id, _ in entries]
     # Only after the commit: a crash before this leaves the entries pending, to be claimed again.
     with client.pipeline(transaction=False) as pipe:
-        pipe.xack(stream_key(), GROUP, *ids)
-        pipe.xdel(stream_key(), *ids)
+        pipe.xack(stream, GROUP, *ids)
+        pipe.xdel(stream, *ids)
         pipe.execute()
     return stored
 
 
-def _delivered_too_often(client: redis.Redis, entries: list[Entry], consumer: str) -> dict[bytes, int]:
+def _delivered_too_often(client: redis.Redis, stream: str, entries: list[Entry], consumer: str) -> dict[bytes, int]:
     """Claimed entries handed out more than USAGE_MAX_DELIVERIES times: whatever keeps failing them stops here."""
     first, last = entries[0][0], entries[-1][0]
-    pending = client.xpending_range(stream_key(), GROUP, min=first, max=last, count=len(entries), consumername=consumer)
+    pending = client.xpending_range(stream, GROUP, min=first, max=last, count=len(entries), consumername=consumer)
     return {
         item["message_id"]: item["times_delivered"]
         for item in pending

@@ -119,3 +119,17 @@ class RefusalRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.period_start:%Y-%m-%d %H:00} {self.status} {self.model}"
+
+
+class UsageStart(models.Model):
+    """A request admitted but not finished yet, as the usage drain last heard (gateway/usage/record.py
+    AdmissionStart). Its record deletes it; one still here after USAGE_INTERRUPTED_AFTER_SECONDS is
+    stored as an interrupted event. No foreign keys: the row only waits, the event is checked."""
+
+    request_id = models.CharField(max_length=64, primary_key=True)
+    api_key_id = models.BigIntegerField()
+    user_id = models.BigIntegerField()
+    started_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return self.request_id

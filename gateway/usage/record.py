@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import orjson
 
 USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+INTERRUPTED = "interrupted"  # the error_type of a request whose gateway process ended before it did
 
 
 @dataclass(slots=True)
@@ -72,3 +73,38 @@ class RefusalCount:
     def as_row(self) -> list[object]:
         """The form a stream entry carries (read back by gateway/usage/clean.py)."""
         return [*self.identity(), self.count]
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionStart:
+    """An admitted request, written ahead to the usage stream by the limiter's script, in the round
+    trip that admitted it. The request's record completes it (or, for a request that turned out
+    not to count, a "given back" entry cancels it). One never completed belonged to a gateway
+    process that died: after USAGE_INTERRUPTED_AFTER_SECONDS it is stored as interrupted."""
+
+    request_id: str
+    key_id: int
+    user_id: int
+    started_ms: int
+
+    def to_json(self) -> bytes:
+        return orjson.dumps([self.request_id, self.key_id, self.user_id, self.started_ms])
+
+    def interrupted_record(self) -> UsageRecord:
+        """What is known of a request whose end never came: who, when; no model, no tokens."""
+        return UsageRecord(
+            request_id=self.request_id,
+            key_id=self.key_id,
+            user_id=self.user_id,
+            requested_model="",
+            stream=False,
+            error_type=INTERRUPTED,
+            ended_at=self.started_ms / 1000,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GivenBack:
+    """An admission given back (an answer of our own, an upload cut short): no record follows."""
+
+    request_id: str

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from django.db import connection
+from django.db.models import F
 
 from gateway.usage.models import Granularity, RefusalRollup, UsageRollup
 from gateway.usage.record import USAGE_FIELDS, RefusalCount, UsageRecord
@@ -23,6 +24,17 @@ def add_to_rollups(records: Iterable[UsageRecord]) -> None:
     rows = sorted(summed_by_period(records).items())  # one order for every drain: no deadlocks between them
     for start in range(0, len(rows), ROWS_PER_STATEMENT):
         _upsert(rows[start : start + ROWS_PER_STATEMENT])
+
+
+def remove_from_rollups(records: Iterable[UsageRecord]) -> None:
+    """Take records that were added before back out of their rollup rows (rare: a statement per row)."""
+    for (granularity, start, key_id, _, model), counts in sorted(summed_by_period(records).items()):
+        UsageRollup.objects.filter(
+            granularity=granularity,
+            period_start=datetime.fromtimestamp(start, tz=UTC),
+            api_key_id=key_id,
+            model=model,
+        ).update(**{name: F(name) - count for name, count in zip(ROLLUP_SUMS, counts, strict=True)})
 
 
 def summed_by_period(records: Iterable[UsageRecord]) -> dict[RollupIdentity, list[int]]:

@@ -3,7 +3,9 @@
 `usage_ingest` is the one way records reach the tables (the stream drain and the gateway's own
 database fallback both call it). Nothing in a batch can stall it: records are cleaned first
 (gateway/usage/clean.py); records of keys that no longer exist, and any the database still
-refuses, become dead letters; the rest of the batch is stored.
+refuses, become dead letters; the rest of the batch is stored. Admissions written ahead by the
+limiter wait in UsageStart until their record comes; `usage_store_interrupted` stores those whose
+record never does.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -18,10 +21,17 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 
-from gateway.usage.clean import DeadLetter, clean_records, payload_of, read_entry
-from gateway.usage.models import UsageDeadLetter, UsageEvent
-from gateway.usage.record import USAGE_FIELDS, RefusalCount, UsageRecord
-from gateway.usage.rollups import add_refusals, add_to_rollups
+from gateway.usage.clean import DeadLetter, Entry, clean_records, payload_of, read_entry
+from gateway.usage.models import UsageDeadLetter, UsageEvent, UsageStart
+from gateway.usage.record import (
+    INTERRUPTED,
+    USAGE_FIELDS,
+    AdmissionStart,
+    GivenBack,
+    RefusalCount,
+    UsageRecord,
+)
+from gateway.usage.rollups import add_refusals, add_to_rollups, remove_from_rollups
 from keys.models import ApiKey
 
 logger = logging.getLogger(__name__)
@@ -40,34 +50,110 @@ def usage_ingest(
     """Store usage records and add them to the rollups, each exactly once; returns how many were new.
 
     `records` and `refusals` come from a gateway process, `entries` are stream entries as they
-    were read (records or refusal counts), and `dead_letters` were given up on before (kept in
-    the same transaction). Safe to run twice on the same records (a redelivered stream entry):
-    the unique request id lets only the first insert through, and only inserted events are added
-    to the rollups, in the same transaction.
+    were read (records, refusal counts, admissions written ahead and their give-backs), and
+    `dead_letters` were given up on before (kept in the same transaction). Safe to run twice on
+    the same records (a redelivered stream entry): the unique request id lets only the first
+    insert through, and only inserted events are added to the rollups, in the same transaction.
     """
-    storable, dead = clean_records(list(records))
-    refusals = list(refusals)
-    dead += dead_letters
+    batch = IngestBatch()
+    batch.add_records(records)
+    batch.refusals += refusals
+    batch.dead += dead_letters
     for fields in entries:
-        content = read_entry(fields)
-        if isinstance(content, UsageRecord):
-            storable.append(content)
-        elif isinstance(content, DeadLetter):
-            dead.append(content)
-        else:
-            refusals += content
-    storable = _owned(storable, dead)
+        batch.add_entry(read_entry(fields))
+    ended = batch.ended_request_ids()
+    storable = _owned(batch.records, batch.dead)
     try:
         with transaction.atomic():
             stored = _store(storable)
-            add_refusals(refusals)
-            _keep_dead_letters(dead)
+            _follow_admissions(batch.starts, ended)
+            add_refusals(batch.refusals)
+            _keep_dead_letters(batch.dead)
     except UNAVAILABLE:
         raise
     except DatabaseError as exc:  # something the cleaning did not foresee: find the record, keep the rest
         logger.error("usage: a batch of %d was refused (%r); storing it record by record", len(storable), exc)
-        stored = _store_one_by_one(storable, dead, refusals)
+        stored = _store_one_by_one(storable, batch)
     return stored
+
+
+@dataclass
+class IngestBatch:
+    """What one call of usage_ingest stores, sorted by kind."""
+
+    records: list[UsageRecord] = field(default_factory=list)
+    refusals: list[RefusalCount] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    starts: list[AdmissionStart] = field(default_factory=list)
+    given_back: list[str] = field(default_factory=list)
+
+    def add_records(self, records: Iterable[UsageRecord]) -> None:
+        storable, dead = clean_records(list(records))
+        self.records += storable
+        self.dead += dead
+
+    def add_entry(self, content: Entry) -> None:
+        if isinstance(content, UsageRecord):
+            self.records.append(content)
+        elif isinstance(content, AdmissionStart):
+            self.starts.append(content)
+        elif isinstance(content, GivenBack):
+            self.given_back.append(content.request_id)
+        elif isinstance(content, DeadLetter):
+            self.dead.append(content)
+        else:
+            self.refusals += content
+
+    def ended_request_ids(self) -> set[str]:
+        """Requests this batch says are over: their admissions need no waiting for."""
+        return {record.request_id for record in self.records} | set(self.given_back)
+
+
+def _follow_admissions(starts: list[AdmissionStart], ended: set[str]) -> None:
+    """Forget the admissions of ended requests; keep the others until their record comes (or
+    usage_store_interrupted decides it never will). An admission and its record usually share a
+    batch, and then neither touches the table."""
+    if ended:
+        UsageStart.objects.filter(request_id__in=ended).delete()
+    waiting = [start for start in starts if start.request_id not in ended]
+    if waiting:
+        UsageStart.objects.bulk_create(
+            (
+                UsageStart(
+                    request_id=start.request_id,
+                    api_key_id=start.key_id,
+                    user_id=start.user_id,
+                    started_at=datetime.fromtimestamp(start.started_ms / 1000, tz=UTC),
+                )
+                for start in waiting
+            ),
+            ignore_conflicts=True,  # the same admission delivered twice
+        )
+
+
+def usage_store_interrupted(*, now: datetime | None = None, batch_size: int = 1_000) -> int:
+    """Store as interrupted every admission still waiting USAGE_INTERRUPTED_AFTER_SECONDS after it
+    started: the gateway process serving it died, so no record will come. Returns how many."""
+    cutoff = (now or datetime.now(UTC)) - timedelta(seconds=settings.USAGE_INTERRUPTED_AFTER_SECONDS)
+    stored = 0
+    while True:
+        with transaction.atomic():
+            # Skip rows another sweep holds: each admission is stored by one of them.
+            overdue = list(
+                UsageStart.objects.select_for_update(skip_locked=True)
+                .filter(started_at__lt=cutoff)
+                .order_by("started_at")[:batch_size]
+            )
+            if not overdue:
+                return stored
+            stored += usage_ingest(records=[_interrupted(row) for row in overdue])  # deletes the rows too
+            if len(overdue) < batch_size:
+                return stored
+
+
+def _interrupted(row: UsageStart) -> UsageRecord:
+    started_ms = int(row.started_at.timestamp() * 1000)
+    return AdmissionStart(row.request_id, row.api_key_id, row.user_id, started_ms).interrupted_record()
 
 
 def _owned(records: list[UsageRecord], dead: list[DeadLetter]) -> list[UsageRecord]:
@@ -85,13 +171,32 @@ def _owned(records: list[UsageRecord], dead: list[DeadLetter]) -> list[UsageReco
 
 
 def _store(records: list[UsageRecord]) -> int:
+    _take_back_interrupted(records)
     new = _insert_new_events(records)
     add_to_rollups(new)
     _stamp_last_use(new)
     return len(new)
 
 
-def _store_one_by_one(records: list[UsageRecord], dead: list[DeadLetter], refusals: list[RefusalCount]) -> int:
+def _take_back_interrupted(records: list[UsageRecord]) -> None:
+    """A record that comes after its request was stored as interrupted (it ran longer than
+    USAGE_INTERRUPTED_AFTER_SECONDS) replaces the interrupted event, in the rollups too."""
+    late = {record.request_id for record in records if record.error_type != INTERRUPTED}
+    if not late:
+        return
+    replaced = UsageEvent.objects.filter(request_id__in=late, error_type=INTERRUPTED)
+    taken_back = [
+        AdmissionStart(request_id, key_id, user_id, int(created_at.timestamp() * 1000)).interrupted_record()
+        for request_id, key_id, user_id, created_at in replaced.values_list(
+            "request_id", "api_key_id", "user_id", "created_at"
+        )
+    ]
+    if taken_back:
+        replaced.delete()
+        remove_from_rollups(taken_back)
+
+
+def _store_one_by_one(records: list[UsageRecord], batch: IngestBatch) -> int:
     stored = 0
     for record in records:
         try:
@@ -100,10 +205,11 @@ def _store_one_by_one(records: list[UsageRecord], dead: list[DeadLetter], refusa
         except UNAVAILABLE:
             raise
         except DatabaseError as exc:
-            dead.append(DeadLetter(payload_of(record), f"refused by the database: {exc}"))
+            batch.dead.append(DeadLetter(payload_of(record), f"refused by the database: {exc}"))
     with transaction.atomic():
-        add_refusals(refusals)
-        _keep_dead_letters(dead)
+        _follow_admissions(batch.starts, batch.ended_request_ids())
+        add_refusals(batch.refusals)
+        _keep_dead_letters(batch.dead)
     return stored
 
 

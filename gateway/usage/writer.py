@@ -2,8 +2,8 @@
 
 `emit` only appends to an in-process buffer; a background task of the gateway process (the
 writer) moves the buffer on, so the client never waits for it:
-- with Redis, one script call per batch appends it to the usage stream, which Celery drains into
-  PostgreSQL (gateway/usage/drain.py);
+- with Redis, one script call per batch and stream appends it to the usage streams, which Celery
+  drains into PostgreSQL (gateway/usage/drain.py); the admission was written there ahead of it;
 - without Redis (the embedded default), straight into the database in batches.
 Refusals (answers of our own: 401, 404, 429...) are not records: each process counts them per
 hour, key, model and status, and sends the counts as one entry, with the next batch of records
@@ -28,7 +28,7 @@ from django.conf import settings
 
 from accounts.live import announce_in_pipeline, announce_in_process
 from gateway.cache import in_database_thread
-from gateway.redis_keys import key_concurrency_key
+from gateway.redis_keys import key_concurrency_key, shard_for_user, usage_stream_key
 from gateway.usage.clean import RECORD_FIELD, REFUSALS_FIELD, clean_records, payload_of
 from gateway.usage.record import RefusalCount, UsageRecord
 from gateway.usage.services import usage_ingest
@@ -37,10 +37,6 @@ logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
 REFUSAL_FLUSH_SECONDS = 1.0  # refusal counts go out at least this often (sooner with a batch of records)
-
-
-def stream_key() -> str:
-    return f"{settings.REDIS_KEY_PREFIX}:usage"
 
 
 class StreamFullError(Exception):
@@ -62,30 +58,45 @@ return 1
 
 
 class RedisStreamTarget:
-    """Appends a batch to the usage stream in one round trip, unless the stream is full."""
+    """Appends a batch to the usage streams in one round trip, unless a stream is full.
+
+    A record goes to its account's stream (gateway/redis_keys.py), the one its admission was
+    written ahead to, so that the drain reads the admission first; refusal counts go to the first.
+    """
 
     def __init__(self, url: str) -> None:
         self._client = redis.asyncio.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 
     async def write(self, records: list[UsageRecord], refusals: list[RefusalCount]) -> None:
-        arguments: list[object] = [settings.USAGE_STREAM_MAX_LENGTH]
-        for record in records:
-            arguments += [RECORD_FIELD, entry_payload(record)]
-        if refusals:
-            arguments += [REFUSALS_FIELD, orjson.dumps([refusal.as_row() for refusal in refusals])]
+        streams = entries_by_stream(records, refusals)
         async with self._client.pipeline(transaction=False) as pipe:
-            # EVAL, not a registered script: in a pipeline redis-py asks SCRIPT EXISTS first, a round trip of its own.
-            pipe.eval(APPEND_SCRIPT, 1, stream_key(), *arguments)
+            for stream, entries in streams.items():
+                # EVAL, not a registered script: in a pipeline redis-py asks SCRIPT EXISTS first (a round trip).
+                pipe.eval(APPEND_SCRIPT, 1, stream, settings.USAGE_STREAM_MAX_LENGTH, *entries)
             for record in records:
                 # The request is over: its in-flight slot (gateway/limits.py) is freed in this same round trip.
                 pipe.zrem(key_concurrency_key(user_id=record.user_id, key_id=record.key_id), record.request_id)
             announce_in_pipeline(pipe, user_ids=(record.user_id for record in records))  # live bars, same trip
-            appended, *_ = await pipe.execute()
-        if not appended:
-            raise StreamFullError
+            results = await pipe.execute()
+        if not all(results[: len(streams)]):
+            raise StreamFullError  # the database takes the batch; what did go in is stored once all the same
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def entries_by_stream(records: list[UsageRecord], refusals: list[RefusalCount]) -> dict[str, list[bytes]]:
+    """The stream entries of a batch, as (field, value) pairs, per stream."""
+    streams: dict[str, list[bytes]] = {}
+    for record in records:
+        streams.setdefault(usage_stream_key(shard_for_user(record.user_id)), []).extend(
+            (RECORD_FIELD, entry_payload(record))
+        )
+    if refusals:
+        streams.setdefault(usage_stream_key(0), []).extend(
+            (REFUSALS_FIELD, orjson.dumps([refusal.as_row() for refusal in refusals]))
+        )
+    return streams
 
 
 def entry_payload(record: UsageRecord) -> bytes:

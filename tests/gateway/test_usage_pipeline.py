@@ -12,12 +12,12 @@ import redis
 from django.conf import settings
 from django.db.models import Sum
 
+from gateway.redis_keys import usage_stream_key
 from gateway.usage.clean import RECORD_FIELD
 from gateway.usage.drain import GROUP, drain_usage_stream, ensure_group
-from gateway.usage.models import Granularity, UsageEvent, UsageRollup
+from gateway.usage.models import Granularity, UsageEvent, UsageRollup, UsageStart
 from gateway.usage.record import UsageRecord
 from gateway.usage.services import usage_delete_old_events, usage_ingest
-from gateway.usage.writer import stream_key
 from keys.services import api_key_create
 from plans.models import Plan
 from tests.helpers import wait_until
@@ -46,9 +46,9 @@ def unlimited(gateway):
 @pytest.fixture
 def stream_client() -> redis.Redis:
     client = redis.Redis.from_url(settings.REDIS_URL)
-    client.delete(stream_key())
+    client.delete(usage_stream_key(0))
     yield client
-    client.delete(stream_key())
+    client.delete(usage_stream_key(0))
     client.close()
 
 
@@ -139,15 +139,15 @@ def test_retention_deletes_old_events_and_keeps_rollups(alice):
 @pytest.mark.django_db
 def test_drain_claims_what_a_dead_consumer_left_pending(alice, stream_client, settings):
     key = api_key_create(user=alice, name="k").api_key
-    ensure_group(stream_client)
+    ensure_group(stream_client, usage_stream_key(0))
     for index in range(5):
-        stream_client.xadd(stream_key(), {"r": record(key.pk, alice.pk, f"req_{index}").to_json()})
-    stream_client.xreadgroup(GROUP, "a-worker-that-died", {stream_key(): ">"}, count=3)  # read, never acked
+        stream_client.xadd(usage_stream_key(0), {"r": record(key.pk, alice.pk, f"req_{index}").to_json()})
+    stream_client.xreadgroup(GROUP, "a-worker-that-died", {usage_stream_key(0): ">"}, count=3)  # read, never acked
     settings.USAGE_CLAIM_IDLE_SECONDS = 0
     assert drain_usage_stream(client=stream_client) == 5
     assert UsageEvent.objects.count() == 5
-    assert stream_client.xlen(stream_key()) == 0
-    assert stream_client.xpending(stream_key(), GROUP)["pending"] == 0
+    assert stream_client.xlen(usage_stream_key(0)) == 0
+    assert stream_client.xpending(usage_stream_key(0), GROUP)["pending"] == 0
 
 
 # The pipeline, with real processes.
@@ -162,7 +162,7 @@ def test_a_thousand_requests_become_exactly_a_thousand_events(unlimited, stream_
 
 def test_a_worker_killed_mid_batch_loses_and_doubles_nothing(unlimited, stream_client, tmp_path):
     usages = asyncio.run(send_many(unlimited.base_url, unlimited.key, 1000))
-    wait_until(lambda: stream_client.xlen(stream_key()) == 1000, timeout=10)
+    wait_until(lambda: records_in_stream(stream_client) == 1000, timeout=10)
     small_batches = {"USAGE_DRAIN_INTERVAL_SECONDS": "0.5", "USAGE_DRAIN_BATCH_SIZE": "50"}
     with celery_worker(tmp_path, **small_batches) as worker:
         wait_until(lambda: UsageEvent.objects.count() >= 100, timeout=60)
@@ -171,12 +171,12 @@ def test_a_worker_killed_mid_batch_loses_and_doubles_nothing(unlimited, stream_c
     with celery_worker(tmp_path, **small_batches, USAGE_CLAIM_IDLE_SECONDS="1"):
         wait_until(lambda: UsageEvent.objects.count() == 1000, timeout=60)
     assert_exact(usages)
-    assert stream_client.xpending(stream_key(), GROUP)["pending"] == 0
+    assert stream_client.xpending(usage_stream_key(0), GROUP)["pending"] == 0
 
 
 def records_in_stream(client: redis.Redis) -> int:
-    """Entries holding a record; the stream also carries refusal counts (the start-up probe's 401)."""
-    return sum(RECORD_FIELD in fields for _, fields in client.xrange(stream_key()))
+    """Entries holding a record; the stream also carries admissions and refusal counts."""
+    return sum(RECORD_FIELD in fields for _, fields in client.xrange(usage_stream_key(0)))
 
 
 def test_records_wait_in_process_while_redis_is_down(unlimited):
@@ -192,6 +192,26 @@ def test_records_wait_in_process_while_redis_is_down(unlimited):
     finally:
         private_redis.stop()
     assert_exact(usages)
+
+
+def test_with_the_documented_persistence_a_redis_restart_loses_nothing(unlimited, tmp_path):
+    """No worker runs while 1,000 requests are served; Redis restarts (persisting as
+    docs/operations.md says); then a worker starts: exactly 1,000 events, no admission left open."""
+    private_redis = RedisServer(data_dir=tmp_path).start()
+    try:
+        with gateway_process(REDIS_URL=private_redis.url) as base_url:
+            usages = asyncio.run(send_many(base_url, unlimited.key, 1000))
+            client = redis.Redis.from_url(private_redis.url)
+            wait_until(lambda: records_in_stream(client) == 1000, timeout=30)
+        private_redis.stop()
+        private_redis.start()
+        with celery_worker(tmp_path, REDIS_URL=private_redis.url, USAGE_DRAIN_INTERVAL_SECONDS="0.5"):
+            wait_until(lambda: UsageEvent.objects.count() == 1000, timeout=60)
+            wait_until(lambda: client.xlen(usage_stream_key(0)) == 0, timeout=30)
+    finally:
+        private_redis.stop()
+    assert_exact(usages)
+    assert not UsageStart.objects.exists()  # every admission written ahead was completed by its record
 
 
 def test_shutdown_with_redis_away_writes_the_records_to_the_database(unlimited):

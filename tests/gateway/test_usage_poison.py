@@ -15,12 +15,12 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from gateway.redis_keys import usage_stream_key
 from gateway.usage.clean import RECORD_FIELD, REFUSALS_FIELD
 from gateway.usage.drain import GROUP, drain_usage_stream, ensure_group
 from gateway.usage.models import Granularity, RefusalRollup, UsageDeadLetter, UsageEvent, UsageRollup
 from gateway.usage.record import UsageRecord
 from gateway.usage.services import usage_ingest
-from gateway.usage.writer import stream_key
 from keys.services import api_key_create
 
 pytestmark = pytest.mark.django_db
@@ -69,9 +69,9 @@ NASTY_VALUE = st.one_of(
 @pytest.fixture
 def stream_client() -> redis.Redis:
     client = redis.Redis.from_url(settings.REDIS_URL)
-    client.delete(stream_key())
+    client.delete(usage_stream_key(0))
     yield client
-    client.delete(stream_key())
+    client.delete(usage_stream_key(0))
     client.close()
 
 
@@ -136,7 +136,7 @@ def odd_payload(base: dict[str, object], changes: dict[str, object], left_out: s
 @given(entries=entries_strategy)
 def test_every_entry_is_stored_cleaned_or_dead_lettered_and_normal_ones_exactly(entries, keys, stream_client):
     run = uuid.uuid4().hex[:8]
-    ensure_group(stream_client)
+    ensure_group(stream_client, usage_stream_key(0))
     normal: dict[str, dict[str, object]] = {}
     for index, (kind, *detail) in enumerate(entries):
         base = normal_record(f"{run}-{index}", keys[index % 2], index)
@@ -149,14 +149,14 @@ def test_every_entry_is_stored_cleaned_or_dead_lettered_and_normal_ones_exactly(
             fields = {RECORD_FIELD: detail[0]}
         else:
             fields = detail[0]
-        stream_client.xadd(stream_key(), fields)
+        stream_client.xadd(usage_stream_key(0), fields)
     dead_before = UsageDeadLetter.objects.count()
     events_before = UsageEvent.objects.count()
 
     drain_usage_stream(client=stream_client)
 
-    assert stream_client.xlen(stream_key()) == 0  # nothing left to be retried
-    assert stream_client.xpending(stream_key(), GROUP)["pending"] == 0
+    assert stream_client.xlen(usage_stream_key(0)) == 0  # nothing left to be retried
+    assert stream_client.xpending(usage_stream_key(0), GROUP)["pending"] == 0
     stored = UsageEvent.objects.count() - events_before
     dead = UsageDeadLetter.objects.count() - dead_before
     assert stored + dead == len(entries)  # each entry once: an event or a dead letter
@@ -213,16 +213,16 @@ def test_records_of_deleted_keys_are_dead_lettered(keys):
 
 def test_an_entry_claimed_too_often_is_dead_lettered(keys, stream_client, settings):
     laptop, _ = keys
-    ensure_group(stream_client)
+    ensure_group(stream_client, usage_stream_key(0))
     payload = json.dumps(normal_record("req_unlucky", laptop, 0)).encode()
-    stream_client.xadd(stream_key(), {RECORD_FIELD: payload})
-    stream_client.xreadgroup(GROUP, "a-drain-that-died", {stream_key(): ">"})  # delivered once, never acked
+    stream_client.xadd(usage_stream_key(0), {RECORD_FIELD: payload})
+    stream_client.xreadgroup(GROUP, "a-drain-that-died", {usage_stream_key(0): ">"})  # delivered once, never acked
     settings.USAGE_CLAIM_IDLE_SECONDS = 0
     settings.USAGE_MAX_DELIVERIES = 1
     assert drain_usage_stream(client=stream_client) == 0
     letter = UsageDeadLetter.objects.get()
     assert (letter.reason, bytes(letter.payload)) == ("delivered 2 times without being stored", payload)
-    assert stream_client.xpending(stream_key(), GROUP)["pending"] == 0
+    assert stream_client.xpending(usage_stream_key(0), GROUP)["pending"] == 0
 
 
 def test_dead_letters_are_shown_in_the_admin(admin_client, keys):
@@ -236,11 +236,11 @@ def test_dead_letters_are_shown_in_the_admin(admin_client, keys):
 
 def test_refusal_counts_are_cleaned_or_dead_lettered(keys, stream_client):
     laptop, _ = keys
-    ensure_group(stream_client)
+    ensure_group(stream_client, usage_stream_key(0))
     hour = int(datetime.now(UTC).timestamp() // 3600) * 3600
     rows = [[hour, laptop.pk, laptop.user_id, "x\x00", 404, 3], [hour, None, None, "", 401, 2]]
-    stream_client.xadd(stream_key(), {REFUSALS_FIELD: json.dumps(rows).encode()})
-    stream_client.xadd(stream_key(), {REFUSALS_FIELD: b'[[1, 2, "three"]]'})
+    stream_client.xadd(usage_stream_key(0), {REFUSALS_FIELD: json.dumps(rows).encode()})
+    stream_client.xadd(usage_stream_key(0), {REFUSALS_FIELD: b'[[1, 2, "three"]]'})
     drain_usage_stream(client=stream_client)
     counts = {(row.status, row.model, row.api_key_id): row.count for row in RefusalRollup.objects.all()}
     assert counts == {(404, "x", laptop.pk): 3, (401, "", None): 2}

@@ -10,10 +10,12 @@ import redis
 from django.conf import settings
 from django.db.models import Sum
 
+from gateway.redis_keys import usage_stream_key
 from gateway.usage.drain import drain_usage_stream
 from gateway.usage.models import RefusalRollup, UsageEvent
-from gateway.usage.writer import stream_key, usage_writer
+from gateway.usage.writer import usage_writer
 from plans.models import Plan
+from tests.gateway.test_usage_pipeline import records_in_stream
 from tests.helpers import wait_until
 
 HELLO = {"model": "claude-sonnet-4-6", "max_tokens": 10, "messages": [{"role": "user", "content": "Hello"}]}
@@ -22,9 +24,9 @@ HELLO = {"model": "claude-sonnet-4-6", "max_tokens": 10, "messages": [{"role": "
 @pytest.fixture
 def stream_client() -> redis.Redis:
     client = redis.Redis.from_url(settings.REDIS_URL)
-    client.delete(stream_key())
+    client.delete(usage_stream_key(0))
     yield client
-    client.delete(stream_key())
+    client.delete(usage_stream_key(0))
     client.close()
 
 
@@ -78,8 +80,8 @@ def test_a_flood_of_refusals_does_not_grow_the_stream_and_the_rollups_count_it(t
     assert (statuses.count(404), statuses.count(401), statuses.count(429), statuses.count(200)) == (200, 50, 98, 2)
     wait_until(lambda: usage_writer.pending == 0)
     # Two records, and the counts of 348 refusals folded into an entry a second at most.
-    wait_until(lambda: stream_client.xlen(stream_key()) >= 3)
-    assert stream_client.xlen(stream_key()) < 348 / 4
+    wait_until(lambda: stream_client.xlen(usage_stream_key(0)) >= 3)
+    assert stream_client.xlen(usage_stream_key(0)) < 348 / 4
 
     assert drain_usage_stream(client=stream_client) == 2
     assert UsageEvent.objects.count() == 2
@@ -102,8 +104,8 @@ def test_past_the_streams_ceiling_records_go_to_the_database(gateway, stream_cli
     with httpx.Client(base_url=gateway.base_url, headers={"x-api-key": gateway.key}) as client:
         for _ in range(30):
             assert client.post("/v1/messages", json=HELLO).status_code == 200
-    wait_until(lambda: stream_client.xlen(stream_key()) + UsageEvent.objects.count() == 30)
-    in_stream = stream_client.xlen(stream_key())
-    assert in_stream <= 5
+    wait_until(lambda: records_in_stream(stream_client) + UsageEvent.objects.count() == 30)
+    in_stream = records_in_stream(stream_client)
+    assert stream_client.xlen(usage_stream_key(0)) <= 5  # records and the admissions written ahead
     assert drain_usage_stream(client=stream_client) == in_stream
     assert UsageEvent.objects.count() == 30
