@@ -11,6 +11,7 @@ of the repeats, in records (events) per second, to stdout and bench/results/drai
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import statistics
 import time
@@ -30,6 +31,7 @@ def configure_environment() -> None:
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
     os.environ.setdefault("SECRET_KEY", "bench-only-secret")
     os.environ.setdefault("API_KEY_HASH_SECRET", "bench-only-hash-secret")
+    os.environ.setdefault("UPSTREAM_SECRET_KEYS", base64.urlsafe_b64encode(os.urandom(32)).decode())
     os.environ["REDIS_KEY_PREFIX"] = f"llmapi-bench-{uuid.uuid4().hex[:8]}"
     os.environ["USAGE_CLAIM_IDLE_SECONDS"] = "3600"  # nothing here is abandoned
 

@@ -124,12 +124,16 @@ class RefusalRollup(models.Model):
 class UsageStart(models.Model):
     """A request admitted but not finished yet, as the usage drain last heard (gateway/usage/record.py
     AdmissionStart). Its record deletes it; one still here after USAGE_INTERRUPTED_AFTER_SECONDS is
-    stored as an interrupted event. No foreign keys: the row only waits, the event is checked."""
+    stored as an interrupted event and marked, in case its record comes after all. No foreign
+    keys: the row only waits, the event is checked."""
 
     request_id = models.CharField(max_length=64, primary_key=True)
     api_key_id = models.BigIntegerField()
     user_id = models.BigIntegerField()
     started_at = models.DateTimeField(db_index=True)
+    interrupted_at = models.DateTimeField(
+        null=True, blank=True, help_text="When it was stored as interrupted (kept a day for a late record)."
+    )
 
     def __str__(self) -> str:
         return self.request_id

@@ -38,6 +38,9 @@ logger = logging.getLogger(__name__)
 
 # The database being away is no fault of a record: the batch waits and is tried again.
 UNAVAILABLE = (OperationalError, InterfaceError)
+# How long an admission stored as interrupted is remembered: a record that comes within this
+# replaces the interrupted event; a later one is ignored (its request is already stored).
+LATE_RECORDS_AWAITED = timedelta(days=1)
 
 
 def usage_ingest(
@@ -61,12 +64,11 @@ def usage_ingest(
     batch.dead += dead_letters
     for fields in entries:
         batch.add_entry(read_entry(fields))
-    ended = batch.ended_request_ids()
     storable = _owned(batch.records, batch.dead)
     try:
         with transaction.atomic():
-            stored = _store(storable)
-            _follow_admissions(batch.starts, ended)
+            late = _follow_admissions(batch.starts, batch.ended_request_ids())
+            stored = _store(storable, late)
             add_refusals(batch.refusals)
             _keep_dead_letters(batch.dead)
     except UNAVAILABLE:
@@ -106,15 +108,16 @@ class IngestBatch:
 
     def ended_request_ids(self) -> set[str]:
         """Requests this batch says are over: their admissions need no waiting for."""
-        return {record.request_id for record in self.records} | set(self.given_back)
+        ended = {record.request_id for record in self.records if record.error_type != INTERRUPTED}
+        return ended | set(self.given_back)
 
 
-def _follow_admissions(starts: list[AdmissionStart], ended: set[str]) -> None:
+def _follow_admissions(starts: list[AdmissionStart], ended: set[str]) -> set[str]:
     """Forget the admissions of ended requests; keep the others until their record comes (or
     usage_store_interrupted decides it never will). An admission and its record usually share a
-    batch, and then neither touches the table."""
-    if ended:
-        UsageStart.objects.filter(request_id__in=ended).delete()
+    batch, and then neither touches the table. Returns the ended requests that had been stored
+    as interrupted meanwhile."""
+    late = _forget_admissions(ended)
     waiting = [start for start in starts if start.request_id not in ended]
     if waiting:
         UsageStart.objects.bulk_create(
@@ -129,26 +132,48 @@ def _follow_admissions(starts: list[AdmissionStart], ended: set[str]) -> None:
             ),
             ignore_conflicts=True,  # the same admission delivered twice
         )
+    return late
+
+
+def _forget_admissions(ended: set[str]) -> set[str]:
+    """Delete the admissions of `ended`; returns those that had been stored as interrupted."""
+    if not ended:
+        return set()
+    if connection.vendor == "postgresql":
+        with server_binding_cursor() as cursor:  # one statement, the ids as one array
+            cursor.execute(
+                f"DELETE FROM {UsageStart._meta.db_table} WHERE request_id = ANY(%s::varchar[]) "  # noqa: S608 - ours
+                "RETURNING request_id, interrupted_at IS NOT NULL",
+                [list(ended)],
+            )
+            return {request_id for request_id, interrupted in cursor.fetchall() if interrupted}
+    admissions = UsageStart.objects.filter(request_id__in=ended)
+    late = set(admissions.filter(interrupted_at__isnull=False).values_list("request_id", flat=True))
+    admissions.delete()
+    return late
 
 
 def usage_store_interrupted(*, now: datetime | None = None, batch_size: int = 1_000) -> int:
     """Store as interrupted every admission still waiting USAGE_INTERRUPTED_AFTER_SECONDS after it
     started: the gateway process serving it died, so no record will come. Returns how many."""
-    cutoff = (now or datetime.now(UTC)) - timedelta(seconds=settings.USAGE_INTERRUPTED_AFTER_SECONDS)
+    now = now or datetime.now(UTC)
+    cutoff = now - timedelta(seconds=settings.USAGE_INTERRUPTED_AFTER_SECONDS)
     stored = 0
     while True:
         with transaction.atomic():
             # Skip rows another sweep holds: each admission is stored by one of them.
             overdue = list(
                 UsageStart.objects.select_for_update(skip_locked=True)
-                .filter(started_at__lt=cutoff)
+                .filter(started_at__lt=cutoff, interrupted_at__isnull=True)
                 .order_by("started_at")[:batch_size]
             )
             if not overdue:
-                return stored
-            stored += usage_ingest(records=[_interrupted(row) for row in overdue])  # deletes the rows too
-            if len(overdue) < batch_size:
-                return stored
+                break
+            stored += usage_ingest(records=[_interrupted(row) for row in overdue])
+            # Kept a while, marked: a record that still comes then replaces the interrupted event.
+            UsageStart.objects.filter(pk__in=[row.pk for row in overdue]).update(interrupted_at=now)
+    UsageStart.objects.filter(interrupted_at__lt=now - LATE_RECORDS_AWAITED).delete()
+    return stored
 
 
 def _interrupted(row: UsageStart) -> UsageRecord:
@@ -170,20 +195,18 @@ def _owned(records: list[UsageRecord], dead: list[DeadLetter]) -> list[UsageReco
     return known
 
 
-def _store(records: list[UsageRecord]) -> int:
-    _take_back_interrupted(records)
+def _store(records: list[UsageRecord], late: set[str]) -> int:
+    if late:
+        _take_back_interrupted(late)
     new = _insert_new_events(records)
     add_to_rollups(new)
     _stamp_last_use(new)
     return len(new)
 
 
-def _take_back_interrupted(records: list[UsageRecord]) -> None:
-    """A record that comes after its request was stored as interrupted (it ran longer than
-    USAGE_INTERRUPTED_AFTER_SECONDS) replaces the interrupted event, in the rollups too."""
-    late = {record.request_id for record in records if record.error_type != INTERRUPTED}
-    if not late:
-        return
+def _take_back_interrupted(late: set[str]) -> None:
+    """The records of `late` came after their requests were stored as interrupted (they ran
+    longer than USAGE_INTERRUPTED_AFTER_SECONDS): the interrupted events make way, in the rollups too."""
     replaced = UsageEvent.objects.filter(request_id__in=late, error_type=INTERRUPTED)
     taken_back = [
         AdmissionStart(request_id, key_id, user_id, int(created_at.timestamp() * 1000)).interrupted_record()
@@ -191,23 +214,23 @@ def _take_back_interrupted(records: list[UsageRecord]) -> None:
             "request_id", "api_key_id", "user_id", "created_at"
         )
     ]
-    if taken_back:
-        replaced.delete()
-        remove_from_rollups(taken_back)
+    replaced.delete()
+    remove_from_rollups(taken_back)
 
 
 def _store_one_by_one(records: list[UsageRecord], batch: IngestBatch) -> int:
+    with transaction.atomic():
+        late = _follow_admissions(batch.starts, batch.ended_request_ids())
     stored = 0
     for record in records:
         try:
             with transaction.atomic():
-                stored += _store([record])
+                stored += _store([record], late & {record.request_id})
         except UNAVAILABLE:
             raise
         except DatabaseError as exc:
             batch.dead.append(DeadLetter(payload_of(record), f"refused by the database: {exc}"))
     with transaction.atomic():
-        _follow_admissions(batch.starts, batch.ended_request_ids())
         add_refusals(batch.refusals)
         _keep_dead_letters(batch.dead)
     return stored

@@ -77,7 +77,7 @@ def test_sigkill_in_the_middle_of_100_streams_leaves_exactly_one_row_per_admitte
 
     assert UsageEvent.objects.count() == 120
     assert UsageEvent.objects.filter(error_type=INTERRUPTED).count() == 100
-    assert UsageStart.objects.count() == 0
+    assert not UsageStart.objects.filter(interrupted_at=None).exists()  # kept a day, marked, for a late record
     rollups = UsageRollup.objects.filter(granularity=Granularity.HOUR).aggregate(
         requests=Sum("requests"), errors=Sum("errors"), input_tokens=Sum("input_tokens")
     )
@@ -87,6 +87,8 @@ def test_sigkill_in_the_middle_of_100_streams_leaves_exactly_one_row_per_admitte
         "input_tokens": sum(usage["input_tokens"] for usage in finished),
     }
     assert usage_store_interrupted(now=after_the_timeout()) == 0  # nothing twice
+    assert usage_store_interrupted(now=after_the_timeout() + timedelta(days=2)) == 0
+    assert not UsageStart.objects.exists()  # forgotten once no record can come any more
 
 
 def test_an_admission_and_its_record_leave_no_waiting_row(unlimited, stream_client):  # noqa: F811
