@@ -1,5 +1,6 @@
-"""The LLM API project package."""
+"""The LLM API project package.
 
-from llmapi.celery import app as celery_app
-
-__all__ = ["celery_app"]
+Its Celery application is llmapi.celery.app (`celery -A llmapi` finds it there), imported only by
+the processes that use Celery: a web process sends no tasks, and Celery's modules would cost each
+of its workers some 6 MB.
+"""
