@@ -52,7 +52,7 @@ def test_every_key_starts_with_the_prefix(private_redis, transactional_db, tmp_p
 
     # A worker (with beat) takes the task and keeps its own books in the same Redis.
     with celery_worker(tmp_path, REDIS_URL=private_redis.url, REDIS_KEY_PREFIX=prefix):
-        wait_until(lambda: client.exists(f"{prefix}:usage"), timeout=60)  # drain_usage ran
+        wait_until(lambda: client.exists(f"{prefix}:{{0}}:usage"), timeout=60)  # drain_usage ran (shard 0's stream)
         written = set(client.scan_iter("*"))
     assert [key for key in written if not key.startswith(prefix + ":")] == []
     client.close()
