@@ -779,6 +779,9 @@ class SimulatorThread:
             await self._stopping.wait()
         finally:
             await runner.cleanup()
+            # The connections it closed finish closing on the loop's next turn; without one, the
+            # loop ends first and their sockets are left to the garbage collector (ResourceWarning).
+            await asyncio.sleep(0)
 
     # The controls, on the shared state.
 

@@ -123,7 +123,7 @@ def odd_payload(base: dict[str, object], changes: dict[str, object], left_out: s
     values = {name: value for name, value in base.items() if name not in left_out}
     values.update(changes)
     if isinstance(values.get("request_id"), str):
-        values["request_id"] = f"{values['request_id']}-{index}"  # a nasty id, still one of its own
+        values["request_id"] = f"{values['request_id']}-{base['request_id']}"  # a nasty id, still one of its own
     # The standard library writes what orjson refuses to read: huge integers, NaN, lone surrogates.
     return json.dumps(values).encode()
 
