@@ -91,6 +91,7 @@ class WebhookSender:
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._pending = 0
         self._lock = threading.Lock()
+        self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="stripe-standin-webhooks", daemon=True)
 
     def start(self) -> WebhookSender:
@@ -98,8 +99,11 @@ class WebhookSender:
         return self
 
     def stop(self) -> None:
+        """Stop now: events not delivered yet are dropped, retries included (a test's leftovers
+        must not reach the next test's endpoint)."""
+        self._stopped.set()
         self._queue.put(None)
-        self._thread.join(timeout=10)
+        self._thread.join(timeout=60)
 
     @property
     def pending(self) -> int:
@@ -113,7 +117,7 @@ class WebhookSender:
 
     def _run(self) -> None:
         with httpx.Client(timeout=30.0) as client:
-            while (event := self._queue.get()) is not None:
+            while (event := self._queue.get()) is not None and not self._stopped.is_set():
                 try:
                     self._deliver(client, event)
                 finally:
@@ -124,6 +128,8 @@ class WebhookSender:
         payload = json.dumps(event, indent=2).encode()
         attempts = self.deliveries.setdefault(event["id"], [])
         for attempt in range(DELIVERY_ATTEMPTS):
+            if self._stopped.is_set():
+                return
             try:
                 response = client.post(
                     self.url,
@@ -141,7 +147,8 @@ class WebhookSender:
                     return
             except httpx.HTTPError as error:
                 attempts.append(type(error).__name__)
-            time.sleep(0.2 * 2**attempt)  # Stripe backs off over days; here a few seconds in all
+            if self._stopped.wait(0.2 * 2**attempt):  # Stripe backs off over days; here a few seconds in all
+                return
         logger.warning("webhook %s (%s) not delivered after %d attempts", event["id"], event["type"], len(attempts))
 
 
