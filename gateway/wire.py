@@ -5,9 +5,17 @@ from __future__ import annotations
 DEFAULT_ANTHROPIC_VERSION = b"2023-06-01"
 
 # Request headers that never reach an upstream: the client's credentials (replaced by ours),
-# what the HTTP layer recomputes, hop-by-hop headers, cookies, and the encoding we choose.
+# what the HTTP layer recomputes, hop-by-hop headers, cookies, the encoding we choose, and the
+# addresses our reverse proxy adds (a provider has no business knowing our users' addresses).
 REQUEST_HEADERS_NOT_FORWARDED = frozenset(
     {
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-forwarded-port",
+        b"x-real-ip",
+        b"forwarded",
+        b"via",
         b"x-api-key",
         b"authorization",
         b"host",

@@ -132,6 +132,26 @@ def test_query_string_unknown_fields_and_betas_reach_the_upstream(gateway):
     assert "authorization" not in headers
 
 
+def test_the_addresses_a_reverse_proxy_adds_never_reach_the_upstream(gateway):
+    proxy_headers = {
+        "x-forwarded-for": "203.0.113.7, 10.0.0.5",
+        "x-forwarded-proto": "https",
+        "x-forwarded-host": "api.example.com",
+        "x-real-ip": "203.0.113.7",
+        "forwarded": "for=203.0.113.7;proto=https",
+        "via": "1.1 edge",
+    }
+    response = httpx.post(
+        gateway.base_url + "/v1/messages",
+        json={"model": "claude-haiku-4-5", "max_tokens": 10, "messages": HELLO},
+        headers={"x-api-key": gateway.key, **proxy_headers},
+    )
+    assert response.status_code == 200
+    forwarded = gateway.simulator.requests()[-1]["headers"]
+    assert [name for name in proxy_headers if name in forwarded] == []
+    assert "203.0.113.7" not in str(forwarded)
+
+
 def test_bearer_auth_and_default_anthropic_version(gateway):
     response = httpx.post(
         gateway.base_url + "/v1/messages",

@@ -13,14 +13,16 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-import anthropic
 import httpx
 import pytest
 
+from keys import keyformat
 from tests.helpers import wait_until
 from tests.servers import NginxServer, WebServer, listening_socket_inodes, rss_bytes, web_server
 
 HELLO = {"model": "claude-sonnet-4-6", "max_tokens": 10, "messages": [{"role": "user", "content": "Hello"}]}
+WORKERS = 2
+SPOOFING_CLIENT = "127.0.0.3"  # an address of its own, so that its throttling touches no other test
 HUGE_HEADER_BYTES = 100 * 1024 * 1024
 RSS_GROWTH_ALLOWED = 16 * 1024 * 1024
 TEST_TIMEOUTS = {
@@ -32,7 +34,7 @@ TEST_TIMEOUTS = {
 
 @pytest.fixture(scope="module")
 def web(django_db_setup, django_db_blocker) -> Iterator[WebServer]:
-    with web_server(workers=2, TRUSTED_PROXIES="127.0.0.1", WEB_HEADER_TIMEOUT_SECONDS="1") as server:
+    with web_server(workers=WORKERS, TRUSTED_PROXIES="127.0.0.1", WEB_HEADER_TIMEOUT_SECONDS="1") as server:
         yield server
 
 
@@ -140,19 +142,24 @@ def test_a_stream_comes_through_event_by_event_uncompressed(gateway, nginx):
     wait_until(lambda: gateway.simulator.stats()["cancelled_streams"] == 1)
 
 
-def test_the_client_address_is_the_peer_whatever_the_client_claims(gateway, nginx):
-    with anthropic.Anthropic(
-        base_url=nginx.base_url,
-        api_key=gateway.key,
-        max_retries=0,
-        http_client=anthropic.DefaultHttpxClient(verify=tls_context(nginx)),
-        default_headers={"X-Forwarded-For": "203.0.113.7", "X-Real-IP": "203.0.113.7"},
-    ) as client:
-        assert client.messages.create(**HELLO).content[0].text == "Hello from the simulator."
-    seen = gateway.simulator.requests()[0]["headers"]
-    assert seen["x-forwarded-for"] == "127.0.0.1"
-    assert seen["x-real-ip"] == "127.0.0.1"
-    assert seen["x-forwarded-proto"] == "https"
+def test_the_client_address_is_the_peer_whatever_the_client_claims(gateway, nginx, settings):
+    """Made-up keys under an X-Forwarded-For and X-Real-IP that change every time are still all
+    counted against the client's real address: nginx passes on the peer, never what the client
+    claimed, so the failed-authentication throttle (per worker) catches it. (The gateway itself
+    forwards none of these headers to a backend.)"""
+    transport = httpx.HTTPTransport(local_address=SPOOFING_CLIENT, verify=tls_context(nginx))
+    attempts_that_must_reach_a_throttle = WORKERS * settings.GATEWAY_AUTH_FAILURES_PER_MINUTE + 1
+    statuses = []
+    with httpx.Client(base_url=nginx.base_url, transport=transport, timeout=30) as client:
+        for number in range(attempts_that_must_reach_a_throttle):
+            claimed = f"198.51.100.{number % 250}"
+            headers = {"x-api-key": keyformat.generate_key(), "x-forwarded-for": claimed, "x-real-ip": claimed}
+            statuses.append(client.post("/v1/messages", json=HELLO, headers=headers).status_code)
+            if statuses[-1] == 429:
+                break
+    assert set(statuses[:-1]) == {401}
+    assert statuses[-1] == 429
+    assert gateway.simulator.requests() == []
 
 
 def test_a_100_mb_header_is_refused_by_nginx_and_never_reaches_a_worker(gateway, nginx, web):
