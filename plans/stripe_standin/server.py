@@ -547,12 +547,14 @@ class StripeStandInThread:
         return self
 
     def stop(self) -> None:
+        # The sender first: a delivery in flight makes the endpoint call back into the stand-in,
+        # which must still be serving then (a connection made while it shuts down is left open).
+        if self.sender is not None:
+            self.sender.stop()
         if self._loop is not None and self._stopping is not None:
             self._loop.call_soon_threadsafe(self._stopping.set)
         self._thread.join(timeout=15)
         self._socket.close()
-        if self.sender is not None:
-            self.sender.stop()
 
     def advance(self, *, days: float = 0, seconds: int = 0) -> int:
         with self.world.lock:
