@@ -110,7 +110,10 @@ async def open_upstream(
     (only when no backend answered at all is the 503 our own).
     """
     deadline = time.monotonic() + settings.GATEWAY_FAILOVER_DEADLINE_SECONDS
-    attempts = plan_attempts(candidates, same_family_only=carries_thinking_blocks(request.body))
+    # The body is looked at only where failover could cross families: scanning a Claude Code
+    # request (about 50 KB) twice costs more than the rest of planning.
+    mixed_families = len({candidate.upstream.family for candidate in candidates}) > 1
+    attempts = plan_attempts(candidates, same_family_only=mixed_families and carries_thinking_blocks(request.body))
     last_refusal: RefusedAnswer | None = None
     failures: list[str] = []
     disabled_a_credential = False

@@ -36,6 +36,7 @@ from gateway.usage.services import usage_ingest
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
+RECORD_FLUSH_SECONDS = 0.005  # how long a record waits for others to share its round trip
 REFUSAL_FLUSH_SECONDS = 1.0  # refusal counts go out at least this often (sooner with a batch of records)
 
 
@@ -131,6 +132,7 @@ class UsageWriter:
         self._buffer: deque[UsageRecord] = deque()
         self._refusals: Counter[RefusalIdentity] = Counter()
         self._refusal_flush_due = False
+        self._record_flush_due = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._target: Target | None = None
@@ -143,8 +145,22 @@ class UsageWriter:
             )
         else:
             self._buffer.append(record)
-            self._wake_up()
+            self._flush_records_soon()
         self.recent.append(record)
+
+    def _flush_records_soon(self) -> None:
+        # A few milliseconds' grace gathers the records of requests ending together into one round
+        # trip, and keeps the write off the path of a client's next request (sent the moment the
+        # answer arrives), letting it run while that request waits on its backend instead.
+        if len(self._buffer) >= BATCH_SIZE:
+            self._wake_up()
+        elif not self._record_flush_due:
+            self._record_flush_due = True
+            asyncio.get_running_loop().call_later(RECORD_FLUSH_SECONDS, self._flush_records)
+
+    def _flush_records(self) -> None:
+        self._record_flush_due = False
+        self._wake_up()
 
     def count_refusal(self, *, key_id: int | None, user_id: int | None, model: str, status: int) -> None:
         hour = int(time.time() // 3600) * 3600
