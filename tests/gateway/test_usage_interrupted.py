@@ -21,7 +21,7 @@ from gateway.usage.models import Granularity, UsageEvent, UsageRollup, UsageStar
 from gateway.usage.record import INTERRUPTED, AdmissionStart
 from gateway.usage.services import usage_ingest, usage_store_interrupted
 from keys.services import api_key_create
-from tests.gateway.test_usage_pipeline import message, record, send_many, stream_client, unlimited  # noqa: F401
+from tests.gateway.test_usage_pipeline import message, record, send_many
 from tests.helpers import wait_until
 from tests.servers import gateway_process_with_pid
 
@@ -56,7 +56,7 @@ async def open_streams(base_url: str, key: str, count: int) -> list[asyncio.Task
     return [asyncio.create_task(one()) for _ in range(count)]
 
 
-def test_sigkill_in_the_middle_of_100_streams_leaves_exactly_one_row_per_admitted_request(unlimited, stream_client):  # noqa: F811
+def test_sigkill_in_the_middle_of_100_streams_leaves_exactly_one_row_per_admitted_request(unlimited, stream_client):
     with gateway_process_with_pid() as (base_url, pid):
         finished = asyncio.run(send_many(base_url, unlimited.key, 20))
         wait_until(lambda: entries_with(stream_client, RECORD_FIELD) == 20)  # out of the process before the kill
@@ -91,7 +91,7 @@ def test_sigkill_in_the_middle_of_100_streams_leaves_exactly_one_row_per_admitte
     assert not UsageStart.objects.exists()  # forgotten once no record can come any more
 
 
-def test_an_admission_and_its_record_leave_no_waiting_row(unlimited, stream_client):  # noqa: F811
+def test_an_admission_and_its_record_leave_no_waiting_row(unlimited, stream_client):
     usages = asyncio.run(send_many(unlimited.base_url, unlimited.key, 30))
     wait_until(lambda: entries_with(stream_client, RECORD_FIELD) == 30)
     assert entries_with(stream_client, STARTED_FIELD) == 30  # written ahead, one per admission
@@ -100,7 +100,7 @@ def test_an_admission_and_its_record_leave_no_waiting_row(unlimited, stream_clie
     assert UsageEvent.objects.count() == len(usages)
 
 
-def test_refusals_after_admission_take_their_admission_back_out_of_the_stream(unlimited, stream_client):  # noqa: F811
+def test_refusals_after_admission_take_their_admission_back_out_of_the_stream(unlimited, stream_client):
     with httpx.Client(base_url=unlimited.base_url, headers={"x-api-key": unlimited.key}) as client:
         for _ in range(50):
             assert client.post("/v1/messages", json={**message("hi"), "model": "no-such-model"}).status_code == 404
@@ -109,7 +109,7 @@ def test_refusals_after_admission_take_their_admission_back_out_of_the_stream(un
 
 
 @pytest.mark.django_db
-def test_an_admission_read_by_the_drain_and_then_given_back_is_forgotten(alice, stream_client):  # noqa: F811
+def test_an_admission_read_by_the_drain_and_then_given_back_is_forgotten(alice, stream_client):
     key = api_key_create(user=alice, name="k").api_key
     started_ms = int(datetime.now(UTC).timestamp() * 1000)
     usage_ingest(entries=[{STARTED_FIELD: AdmissionStart("req_given", key.pk, alice.pk, started_ms).to_json()}])

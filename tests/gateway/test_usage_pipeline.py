@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 import redis
-from django.conf import settings
 from django.db.models import Sum
 
 from gateway.redis_keys import usage_stream_key
@@ -19,37 +18,10 @@ from gateway.usage.models import Granularity, UsageEvent, UsageRollup, UsageStar
 from gateway.usage.record import UsageRecord
 from gateway.usage.services import usage_delete_old_events, usage_ingest
 from keys.services import api_key_create
-from plans.models import Plan
 from tests.helpers import wait_until
 from tests.servers import RedisServer, celery_worker, gateway_process, kill_group
 
 TOKEN_SUMS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-
-
-@pytest.fixture
-def unlimited(gateway):
-    """Alice on a plan no test here reaches the limits of."""
-    plan = Plan.objects.create(
-        slug="unlimited",
-        name="Unlimited",
-        requests_per_minute=1_000_000,
-        requests_per_5_hours=1_000_000,
-        requests_per_week=1_000_000,
-        max_keys=5,
-        concurrent_requests_per_key=1_000,
-    )
-    gateway.user.plan = plan
-    gateway.user.save()
-    return gateway
-
-
-@pytest.fixture
-def stream_client() -> redis.Redis:
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    client.delete(usage_stream_key(0))
-    yield client
-    client.delete(usage_stream_key(0))
-    client.close()
 
 
 def message(text: str, *, stream: bool = False) -> dict:

@@ -7,8 +7,6 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-import redis
-from django.conf import settings
 from django.db import connection
 from django.db.models import Sum
 from hypothesis import HealthCheck, given
@@ -64,15 +62,6 @@ NASTY_VALUE = st.one_of(
     st.lists(st.integers(), max_size=3),
     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
 )
-
-
-@pytest.fixture
-def stream_client() -> redis.Redis:
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    client.delete(usage_stream_key(0))
-    yield client
-    client.delete(usage_stream_key(0))
-    client.close()
 
 
 @pytest.fixture

@@ -6,15 +6,13 @@ import asyncio
 
 import httpx
 import pytest
-import redis
-from django.conf import settings
 from django.db.models import Sum
 
 from gateway.redis_keys import usage_stream_key
 from gateway.usage.drain import drain_usage_stream
 from gateway.usage.models import RefusalRollup, UsageEvent
 from gateway.usage.writer import usage_writer
-from plans.models import Plan
+from tests.gateway.conftest import move_to_new_plan
 from tests.gateway.test_usage_pipeline import records_in_stream
 from tests.helpers import wait_until
 
@@ -22,28 +20,9 @@ HELLO = {"model": "claude-sonnet-4-6", "max_tokens": 10, "messages": [{"role": "
 
 
 @pytest.fixture
-def stream_client() -> redis.Redis:
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    client.delete(usage_stream_key(0))
-    yield client
-    client.delete(usage_stream_key(0))
-    client.close()
-
-
-@pytest.fixture
 def two_a_minute(gateway):
     """Alice on a plan of two requests a minute, set before any request (no cached principal yet)."""
-    plan = Plan.objects.create(
-        slug="tiny",
-        name="Tiny",
-        requests_per_minute=2,
-        requests_per_5_hours=1_000,
-        requests_per_week=1_000,
-        max_keys=5,
-    )
-    gateway.user.plan = plan
-    gateway.user.save()
-    return gateway
+    return move_to_new_plan(gateway, "tiny", requests_per_minute=2, requests_per_5_hours=1_000, requests_per_week=1_000)
 
 
 async def flood(base_url: str, key: str) -> list[int]:
