@@ -4,66 +4,61 @@ from __future__ import annotations
 
 DEFAULT_ANTHROPIC_VERSION = b"2023-06-01"
 
-# Request headers that never reach an upstream: the client's credentials (replaced by ours),
-# what the HTTP layer recomputes, hop-by-hop headers, cookies, the encoding we choose, and the
-# addresses our reverse proxy adds (a provider has no business knowing our users' addresses).
-REQUEST_HEADERS_NOT_FORWARDED = frozenset(
+# Hop-by-hop headers (RFC 9110, 7.6.1) and the length, which the HTTP layer recomputes: they
+# describe one connection, so they never cross the gateway in either direction.
+HOP_BY_HOP = frozenset(
     {
-        b"x-forwarded-for",
-        b"x-forwarded-proto",
-        b"x-forwarded-host",
-        b"x-forwarded-port",
-        b"x-real-ip",
-        b"forwarded",
-        b"via",
-        b"x-api-key",
-        b"authorization",
-        b"host",
-        b"content-length",
         b"connection",
         b"keep-alive",
         b"transfer-encoding",
         b"te",
         b"trailer",
         b"upgrade",
-        b"proxy-authorization",
         b"proxy-authenticate",
-        b"proxy-connection",
-        b"cookie",
-        b"accept-encoding",
-        b"expect",
+        b"content-length",
     }
 )
 
-# Response headers of an upstream that never reach the client: hop-by-hop and what the server
-# recomputes, the upstream's own ids and cookies, and its rate-limit and organisation headers,
-# which describe our account with the provider, not the client's.
-RESPONSE_HEADERS_NOT_FORWARDED = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"transfer-encoding",
-        b"te",
-        b"trailer",
-        b"upgrade",
-        b"proxy-authenticate",
-        b"content-length",
-        b"content-encoding",
-        b"date",
-        b"server",
-        b"set-cookie",
-        b"request-id",
-        b"x-request-id",
-        b"anthropic-organization-id",
-        b"via",
-        b"cf-ray",
-        b"cf-cache-status",
-        b"x-envoy-upstream-service-time",
-        b"x-should-retry",
-        b"retry-after",
-        b"retry-after-ms",
-    }
-)
+# Request headers that never reach an upstream: the client's credentials (replaced by ours),
+# the host, cookies, the encoding we choose, and the addresses our reverse proxy adds (a
+# provider has no business knowing our users' addresses).
+REQUEST_HEADERS_NOT_FORWARDED = HOP_BY_HOP | {
+    b"x-api-key",
+    b"authorization",
+    b"proxy-authorization",
+    b"proxy-connection",
+    b"host",
+    b"cookie",
+    b"accept-encoding",
+    b"expect",
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+    b"x-forwarded-port",
+    b"x-real-ip",
+    b"forwarded",
+    b"via",
+}
+
+# Response headers of an upstream that never reach the client: what the server recomputes, the
+# upstream's own ids and cookies, and its rate-limit and organisation headers, which describe our
+# account with the provider, not the client's.
+RESPONSE_HEADERS_NOT_FORWARDED = HOP_BY_HOP | {
+    b"content-encoding",
+    b"date",
+    b"server",
+    b"set-cookie",
+    b"request-id",
+    b"x-request-id",
+    b"anthropic-organization-id",
+    b"via",
+    b"cf-ray",
+    b"cf-cache-status",
+    b"x-envoy-upstream-service-time",
+    b"x-should-retry",
+    b"retry-after",
+    b"retry-after-ms",
+}
 RESPONSE_HEADER_PREFIXES_NOT_FORWARDED = (b"anthropic-ratelimit-", b"x-ratelimit-")
 
 # Upstream answers after which the next credential or backend is tried (before the first byte).
