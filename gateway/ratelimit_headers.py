@@ -15,8 +15,9 @@ WINDOW_WORDS = {"minute": "per minute", "5h": "per 5 hours", "week": "per week"}
 
 
 def limit_headers(decision: Decision) -> Headers:
-    """Anthropic's request headers and the product's x-ratelimit-* (the minute window), and ours
-    for the 5-hour and weekly windows. No token headers: the plans set no token limit.
+    """Anthropic's request headers and the product's x-ratelimit-* (the minute window), ours for
+    the 5-hour and weekly windows, and Anthropic's unified headers for the same two (what Claude
+    Code reads of a subscription's windows). No token headers: the plans set no token limit.
 
     Each shows the key's window, or the account's when that has less left."""
     if not decision.windows:
@@ -28,7 +29,52 @@ def limit_headers(decision: Decision) -> Headers:
         *_named(PRODUCT_MINUTE_NAMES, minute_values),
         *_named(FIVE_HOUR_NAMES, _window_values(five_hours)),
         *_named(WEEK_NAMES, _window_values(week)),
+        *unified_headers(decision, five_hours, week),
     ]
+
+
+# From this share of a window used, the unified status warns (Claude Code shows how much is left).
+UNIFIED_WARNING_UTILIZATION = 0.8
+UNIFIED_CLAIMS = (("five_hour", b"5h"), ("seven_day", b"7d"))
+
+
+def unified_headers(decision: Decision, five_hours: Window, week: Window) -> Headers:
+    """anthropic-ratelimit-unified-*: per window its utilization (0 to 1), reset (Unix seconds) and
+    status, then the window that binds most (the representative claim) and the overall status:
+    rejected when a 5-hour or weekly window refused this request, allowed_warning when one is at
+    UNIFIED_WARNING_UTILIZATION or more, else allowed."""
+    refused_by = decision.refusing_window()
+    headers: Headers = []
+    representative = None
+    for (claim, short), window in zip(UNIFIED_CLAIMS, (five_hours, week), strict=True):
+        used = _utilization(window)
+        rejected = refused_by is not None and _same_span(refused_by, window)
+        status = _unified_status(used, rejected)
+        prefix = b"anthropic-ratelimit-unified-" + short
+        headers += [
+            (prefix + b"-utilization", f"{used:.2f}".encode()),
+            (prefix + b"-reset", str(math.ceil(window.reset_at_ms / 1000)).encode()),
+            (prefix + b"-status", status),
+        ]
+        if representative is None or (rejected, used) > representative[:2]:
+            representative = (rejected, used, claim, status, window)
+    _, _, claim, status, window = representative
+    return [
+        (b"anthropic-ratelimit-unified-status", status),
+        (b"anthropic-ratelimit-unified-representative-claim", claim.encode()),
+        (b"anthropic-ratelimit-unified-reset", str(math.ceil(window.reset_at_ms / 1000)).encode()),
+        *headers,
+    ]
+
+
+def _utilization(window: Window) -> float:
+    return min(window.used / window.limit, 1.0) if window.limit > 0 else 1.0
+
+
+def _unified_status(utilization: float, rejected: bool) -> bytes:
+    if rejected:
+        return b"rejected"
+    return b"allowed_warning" if utilization >= UNIFIED_WARNING_UTILIZATION else b"allowed"
 
 
 def _header_names(prefix: bytes) -> tuple[bytes, bytes, bytes]:
@@ -81,3 +127,8 @@ def rate_limited(decision: Decision, principal: KeyPrincipal) -> GatewayError:
             f"{WINDOW_WORDS[window.name]}. The window resets at {when} (in {wait_seconds} s)."
         )
     return GatewayError(429, message, headers)
+
+
+def _same_span(refusing: Window, window: Window) -> bool:
+    """Whether two windows cover the same span (5h or week), the key's or the account's."""
+    return refusing.name.removeprefix("account-") == window.name.removeprefix("account-")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
 from plans.models import Plan
+from tests.gateway.conftest import move_to_new_plan
 from tests.helpers import wait_until
 from tests.servers import RedisServer, gateway_process
 
@@ -195,3 +197,37 @@ def test_dashboard_selector_reads_the_windows_without_counting(gateway):
         ("week", 200, 3, 197),
     ]
     assert windows[1].resets_at > datetime.now(UTC) + timedelta(hours=4, minutes=59)
+
+
+def unified(response: httpx.Response) -> dict[str, str]:
+    prefix = "anthropic-ratelimit-unified-"
+    return {name.removeprefix(prefix): value for name, value in response.headers.items() if name.startswith(prefix)}
+
+
+def test_unified_headers_follow_the_5_hour_and_weekly_windows(gateway):
+    move_to_new_plan(gateway, "five-a-session", requests_per_minute=100, requests_per_5_hours=5, requests_per_week=50)
+    seen = [unified(post(gateway.base_url, gateway.key)) for _ in range(5)]
+    assert [headers["5h-utilization"] for headers in seen] == ["0.20", "0.40", "0.60", "0.80", "1.00"]
+    assert [headers["7d-utilization"] for headers in seen] == ["0.02", "0.04", "0.06", "0.08", "0.10"]
+    assert [headers["status"] for headers in seen] == ["allowed"] * 3 + ["allowed_warning"] * 2
+    assert {headers["representative-claim"] for headers in seen} == {"five_hour"}
+    five_hour_reset = int(seen[0]["5h-reset"])
+    assert time.time() < five_hour_reset <= time.time() + 5 * 3600 + 1
+    assert seen[0]["reset"] == seen[0]["5h-reset"]
+    assert time.time() + 6 * 24 * 3600 < int(seen[0]["7d-reset"]) <= time.time() + 7 * 24 * 3600 + 1
+
+    refused = post(gateway.base_url, gateway.key)
+    assert refused.status_code == 429
+    assert refused.headers["x-should-retry"] == "false"
+    headers = unified(refused)
+    assert (headers["status"], headers["5h-status"], headers["7d-status"]) == ("rejected", "rejected", "allowed")
+    assert (headers["representative-claim"], headers["reset"]) == ("five_hour", seen[0]["5h-reset"])
+
+
+def test_a_refusal_by_the_minute_window_is_no_unified_rejection(gateway):
+    move_to_new_plan(gateway, "two-a-minute", requests_per_minute=2, requests_per_5_hours=100, requests_per_week=100)
+    for _ in range(2):
+        assert post(gateway.base_url, gateway.key).status_code == 200
+    refused = post(gateway.base_url, gateway.key)
+    assert refused.status_code == 429
+    assert unified(refused)["status"] == "allowed"  # Claude Code retries a minute's refusal; not a session limit
