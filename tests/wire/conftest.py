@@ -227,8 +227,9 @@ class ClaudeCode:
     simulator: Any
     proxy: ProxyTrap
 
-    def run(self, prompt: str, **env: str) -> dict[str, Any]:
+    def run(self, prompt: str, *, succeeds: bool = True, **env: str) -> dict[str, Any]:
         """`claude -p PROMPT --output-format json`; `env` adds a credential and any other variable.
+        With `succeeds` false, the run is expected to end in an error (exit status 1).
 
         Every run goes through the proxy trap, so that nothing Claude Code sends can leave loopback.
         """
@@ -255,7 +256,7 @@ class ClaudeCode:
             )
         except subprocess.TimeoutExpired:
             pytest.fail(f"claude did not finish in {PROCESS_TIMEOUT} s; {self.diagnosis()}", pytrace=False)
-        assert completed.returncode == 0, (
+        assert completed.returncode == (0 if succeeds else 1), (
             f"claude exited with {completed.returncode}\nstdout:\n{completed.stdout}\n"
             f"stderr:\n{completed.stderr}\n{self.diagnosis()}"
         )

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import json
 
+import httpx
+
 from gateway.simulator import TEXT_ANSWER
 from tests.conftest import Gateway
+from tests.gateway.conftest import move_to_new_plan
 from tests.wire.conftest import ClaudeCode, TrafficRecorder
 
+HELLO = {"model": "claude-sonnet-4-6", "max_tokens": 10, "messages": [{"role": "user", "content": "Hello"}]}
 UPSTREAM_KEY = "sk-ant-sim-primary"  # the credential the gateway fixture gives the simulator
 
 
@@ -80,3 +84,22 @@ def test_truncated_stream_falls_back_to_a_whole_message(
     assert streamed["stream"] is True
     assert whole.get("stream") in (False, None)
     assert len(traffic.exchanges) == 2
+
+
+def test_at_its_5_hour_limit_it_stops_at_once_and_says_when_the_window_resets(
+    claude: ClaudeCode, gateway: Gateway, traffic: TrafficRecorder
+) -> None:
+    """A key whose 5-hour window is used up: one request, a 429 with x-should-retry: false and the
+    unified headers, and Claude Code gives up without retrying, quoting our message."""
+    move_to_new_plan(gateway, "one-a-session", requests_per_minute=10, requests_per_5_hours=1, requests_per_week=10)
+    headers = {"x-api-key": gateway.key}
+    assert httpx.post(gateway.base_url + "/v1/messages", json=HELLO, headers=headers).status_code == 200
+    used_up = len(traffic.exchanges)
+
+    out = claude.run("say hello", succeeds=False, ANTHROPIC_API_KEY=gateway.key)
+
+    [refused] = traffic.exchanges[used_up:]  # one request: no retry
+    assert refused.status == 429
+    assert (out["is_error"], out["api_error_status"], out["api_error_type"]) == (True, 429, "rate_limit_error")
+    assert out["result"].startswith("API Error: Request rejected (429) · Rate limit reached: your One-A-Session plan")
+    assert "per 5 hours. The window resets at " in out["result"]
