@@ -37,7 +37,8 @@ from gateway.http import (
     read_body,
     request_from_scope,
 )
-from gateway.limits import Decision, close_limiter, limiter
+from gateway.key_usage import KEY_USAGE_PATH, close_key_usage_client, key_usage_report, tokens_today
+from gateway.limits import UNKNOWN, Decision, close_limiter, limiter
 from gateway.ratelimit_headers import limit_headers, rate_limited
 from gateway.relay import RefusedAnswer, SseUsageReader, UpstreamAnswer, open_upstream, relayed_headers
 from gateway.routing import Candidate, route_table
@@ -62,6 +63,7 @@ class Responder:
         self.started = False
         self.limit_headers: Headers | None = None  # set once the limiter has been asked
         self.admission_entry = ""  # the usage stream entry the limiter wrote ahead, if it did
+        self.decision: Decision | None = None  # the limiter's, once asked
 
     async def start(self, status: int, headers: Headers) -> None:
         self.started = True
@@ -76,6 +78,7 @@ class Responder:
     async def ask_limiter(self, principal: KeyPrincipal, mode: str) -> Decision:
         """Ask the limiter (mode admit, guard or peek); refuse with 429 if it says no."""
         decision = await limiter().decide(principal, mode, self.request_id)
+        self.decision = decision
         self.limit_headers = limit_headers(decision)
         self.admission_entry = decision.admission_entry
         if not decision.admitted:
@@ -344,6 +347,12 @@ async def get_model(request: Request, principal: KeyPrincipal, responder: Respon
     await responder.json(200, catalog.model_lookup(await route_table(), model_id))
 
 
+async def key_usage(request: Request, principal: KeyPrincipal, responder: Responder) -> None:
+    """The key's plan, windows and tokens today (gateway/key_usage.py), for the key itself."""
+    tokens = await tokens_today(principal)
+    await responder.json(200, key_usage_report(principal, responder.decision or UNKNOWN, tokens))
+
+
 MODEL_PATH = re.compile(r"^/v1/models/[^/]+$")
 # Each endpoint with its method and its limiter mode: messages count toward the plan's windows,
 # the others only toward the guard.
@@ -351,6 +360,7 @@ ENDPOINTS: dict[str, tuple[str, Endpoint, str]] = {
     "/v1/messages": ("POST", messages, "admit"),
     "/v1/messages/count_tokens": ("POST", count_tokens, "guard"),
     "/v1/models": ("GET", list_models, "guard"),
+    KEY_USAGE_PATH: ("GET", key_usage, "guard"),
 }
 
 
@@ -446,6 +456,7 @@ async def lifespan(receive: Receive, send: Send) -> None:
             await invalidation_listener.stop()
             await close_client_session()
             await close_limiter()
+            await close_key_usage_client()
             await usage_writer.close()
             await send({"type": "lifespan.shutdown.complete"})
             return

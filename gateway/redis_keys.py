@@ -48,3 +48,8 @@ def key_concurrency_key(*, user_id: int, key_id: int) -> str:
 
 def usage_stream_key(shard: int) -> str:
     return f"{_tagged(shard)}:usage"
+
+
+def key_tokens_key(*, user_id: int, key_id: int, day: str) -> str:
+    """A key's token counts on one UTC day (YYYY-MM-DD): input, output, cache writes and reads."""
+    return f"{_tagged(shard_for_user(user_id))}:tok:k{key_id}:{day}"

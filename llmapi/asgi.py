@@ -1,4 +1,5 @@
-"""The one ASGI application: `/v1/*` goes to the gateway, WebSockets to Channels, everything else to Django.
+"""The one ASGI application: `/v1/*` (and a key's own /llmapi/usage) goes to the gateway, WebSockets
+to Channels, everything else to Django.
 
 The gateway is a plain ASGI application beside Django (DESIGN.md, the hot-path rules): its
 requests never pass through Django's request handling or middleware. WebSockets (the overview's
@@ -23,6 +24,7 @@ from django.urls import path  # noqa: E402
 
 from accounts.consumers import UsageConsumer  # noqa: E402
 from gateway.app import application as gateway_application  # noqa: E402
+from gateway.key_usage import KEY_USAGE_PATH  # noqa: E402
 
 GATEWAY_PREFIX = "/v1"
 
@@ -32,7 +34,7 @@ websocket_application = AllowedHostsOriginValidator(
 
 
 def is_gateway_path(path: str) -> bool:
-    return path == GATEWAY_PREFIX or path.startswith(GATEWAY_PREFIX + "/")
+    return path in (GATEWAY_PREFIX, KEY_USAGE_PATH) or path.startswith(GATEWAY_PREFIX + "/")
 
 
 async def application(scope, receive, send) -> None:

@@ -63,6 +63,12 @@ def usage_totals(*, user: User, since: datetime) -> UsageTotals:
     return _totals(_rollups(user=user, granularity=Granularity.HOUR, since=since).aggregate(**_sums()))
 
 
+def usage_key_totals(*, api_key_id: int, since: datetime) -> UsageTotals:
+    """One key's totals since `since` (an hour's start), whoever owns it."""
+    rollups = UsageRollup.objects.filter(api_key_id=api_key_id, granularity=Granularity.HOUR, period_start__gte=since)
+    return _totals(rollups.aggregate(**_sums()))
+
+
 def usage_series(
     *,
     user: User,

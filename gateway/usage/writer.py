@@ -28,9 +28,9 @@ from django.conf import settings
 
 from accounts.live import announce_in_pipeline, announce_in_process
 from gateway.cache import in_database_thread
-from gateway.redis_keys import key_concurrency_key, shard_for_user, usage_stream_key
+from gateway.redis_keys import key_concurrency_key, key_tokens_key, shard_for_user, usage_stream_key
 from gateway.usage.clean import RECORD_FIELD, REFUSALS_FIELD, clean_records, payload_of
-from gateway.usage.record import RefusalCount, UsageRecord
+from gateway.usage.record import USAGE_FIELDS, RefusalCount, UsageRecord
 from gateway.usage.services import usage_ingest
 
 logger = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ class RedisStreamTarget:
             for record in records:
                 # The request is over: its in-flight slot (gateway/limits.py) is freed in this same round trip.
                 pipe.zrem(key_concurrency_key(user_id=record.user_id, key_id=record.key_id), record.request_id)
+            count_tokens_today(pipe, records)  # for the key's own usage endpoint, same trip
             announce_in_pipeline(pipe, user_ids=(record.user_id for record in records))  # live bars, same trip
             results = await pipe.execute()
         if not all(results[: len(streams)]):
@@ -84,6 +85,24 @@ class RedisStreamTarget:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+TOKEN_COUNTS_KEPT_SECONDS = 2 * 24 * 3600  # today's, and yesterday's for a while
+
+
+def count_tokens_today(pipe: redis.asyncio.client.Pipeline, records: list[UsageRecord]) -> None:
+    """Add the batch's tokens to each key's counts for the day its requests ended, summed first."""
+    sums: dict[str, list[int]] = {}
+    for record in records:
+        day = time.strftime("%Y-%m-%d", time.gmtime(record.ended_at))
+        counts = sums.setdefault(key_tokens_key(user_id=record.user_id, key_id=record.key_id, day=day), [0] * 4)
+        for index, name in enumerate(USAGE_FIELDS):
+            counts[index] += getattr(record, name)
+    for key, counts in sums.items():
+        for name, count in zip(USAGE_FIELDS, counts, strict=True):
+            if count:
+                pipe.hincrby(key, name, count)
+        pipe.expire(key, TOKEN_COUNTS_KEPT_SECONDS)
 
 
 def entries_by_stream(records: list[UsageRecord], refusals: list[RefusalCount]) -> dict[str, list[bytes]]:

@@ -1,0 +1,87 @@
+"""GET /llmapi/usage: a key's plan, windows and tokens today, asked with the key itself.
+
+Made for a Claude Code status line, which has the key and nothing else. Outside Anthropic's
+paths; counted by the guard, as count_tokens is, never against the key's windows. The windows come
+from the guard's own decision (the limiter's script reads every window whatever it counts), the
+tokens from the counters the usage writer keeps in Redis in its round trip: a warm call makes no
+database query. In embedded mode (no Redis) the tokens are read from the rollups.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import redis
+import redis.asyncio
+from django.conf import settings
+
+from gateway.cache import in_database_thread
+from gateway.limits import UNREACHABLE, Decision, Window, rfc3339
+from gateway.redis_keys import key_tokens_key
+from gateway.usage.record import USAGE_FIELDS
+from gateway.usage.selectors import usage_key_totals
+from keys.selectors import KeyPrincipal
+
+KEY_USAGE_PATH = "/llmapi/usage"
+
+_client: redis.asyncio.Redis | None = None
+
+
+def key_usage_report(principal: KeyPrincipal, decision: Decision, tokens: dict[str, int] | None) -> dict[str, object]:
+    return {
+        "type": "key_usage",
+        "plan": {"slug": principal.plan_slug, "name": principal.plan_name},
+        "windows": _windows(decision) if decision.windows else None,  # None: the limiter was away
+        "tokens_today": tokens,  # None: the counters could not be read
+        "day": _today(),
+    }
+
+
+def _windows(decision: Decision) -> dict[str, dict[str, object]]:
+    """The key's windows, or the account's where that has less left, as the headers show them."""
+    return {window.name.removeprefix("account-"): _window(window) for window in decision.binding_windows()}
+
+
+def _window(window: Window) -> dict[str, object]:
+    return {
+        "limit": window.limit,
+        "used": min(window.used, window.limit),
+        "remaining": window.remaining,
+        "resets_at": rfc3339(window.reset_at_ms),
+    }
+
+
+def _today() -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime())
+
+
+async def tokens_today(principal: KeyPrincipal) -> dict[str, int] | None:
+    if not settings.REDIS_URL:
+        return await in_database_thread(_tokens_from_rollups)(principal.key_id)
+    key = key_tokens_key(user_id=principal.user_id, key_id=principal.key_id, day=_today())
+    try:
+        counts = await _redis().hgetall(key)
+    except UNREACHABLE:
+        return None
+    return {name: int(counts.get(name.encode(), 0)) for name in USAGE_FIELDS}
+
+
+def _tokens_from_rollups(key_id: int) -> dict[str, int]:
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    totals = usage_key_totals(api_key_id=key_id, since=midnight)
+    return {name: getattr(totals, name) for name in USAGE_FIELDS}
+
+
+def _redis() -> redis.asyncio.Redis:
+    global _client  # one per process, made on first use
+    if _client is None:
+        _client = redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+    return _client
+
+
+async def close_key_usage_client() -> None:
+    global _client
+    if _client is not None:
+        await _client.aclose()
+    _client = None
