@@ -13,6 +13,7 @@ from plans.views import stripe_webhook
 urlpatterns = [
     path("", views.home, name="home"),
     path("docs/", views.docs, name="docs"),
+    path("llmapi-statusline.py", views.statusline_script, name="statusline_script"),
     path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"))),
     path("api/hello", views.hello),
     path("accounts/", include("allauth.urls")),

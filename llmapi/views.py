@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -22,6 +24,17 @@ def hello(request: HttpRequest) -> HttpResponse:
     """Claude Code sends `HEAD /api/hello` to its base URL at every start, without credentials, to warm its
     connection: answer at once, with no body and nothing logged."""
     return HttpResponse(status=204)
+
+
+STATUS_LINE_SCRIPT = Path(settings.BASE_DIR) / "keys" / "statusline_script.py"
+
+
+@require_safe
+def statusline_script(request: HttpRequest) -> HttpResponse:
+    """The Claude Code status line script (docs/claude-code.md), to download and run as it is."""
+    response = HttpResponse(STATUS_LINE_SCRIPT.read_bytes(), content_type="text/x-python; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="llmapi-statusline.py"'
+    return response
 
 
 @require_safe
