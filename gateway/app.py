@@ -67,13 +67,10 @@ class Responder:
 
     async def start(self, status: int, headers: Headers) -> None:
         self.started = True
-        await self._send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [*headers, *(self.limit_headers or ()), (b"request-id", self.request_id.encode())],
-            }
-        )
+        head = [*headers, *(self.limit_headers or ()), (b"request-id", self.request_id.encode())]
+        # Sent once: an open stream holds its responder for minutes, 10,000 of them at once.
+        self.limit_headers = self.decision = None
+        await self._send({"type": "http.response.start", "status": status, "headers": head})
 
     async def ask_limiter(self, principal: KeyPrincipal, mode: str) -> Decision:
         """Ask the limiter (mode admit, guard or peek); refuse with 429 if it says no."""
