@@ -257,7 +257,8 @@ WEB_HEADER_TIMEOUT_SECONDS = env_float("WEB_HEADER_TIMEOUT_SECONDS", 30.0)
 USAGE_RETENTION_DAYS = env_int("USAGE_RETENTION_DAYS", 30)
 USAGE_CLAIM_IDLE_SECONDS = env_float("USAGE_CLAIM_IDLE_SECONDS", 60.0)
 USAGE_MAX_DELIVERIES = env_int("USAGE_MAX_DELIVERIES", 10)  # claims of one stream entry before it is dead-lettered
-USAGE_DRAIN_BATCH_SIZE = env_int("USAGE_DRAIN_BATCH_SIZE", 5000)
+# Stream entries per drain batch: a request leaves two (its admission, then its record).
+USAGE_DRAIN_BATCH_SIZE = env_int("USAGE_DRAIN_BATCH_SIZE", 10_000)
 USAGE_BUFFER_LIMIT = env_int("USAGE_BUFFER_LIMIT", 100_000)
 # An admitted request with no record this long after it started is stored as interrupted (its
 # gateway process died); longer than any answer takes, and than the in-flight lease.
