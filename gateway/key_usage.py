@@ -9,7 +9,6 @@ database query. In embedded mode (no Redis) the tokens are read from the rollups
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 import redis
@@ -18,7 +17,7 @@ from django.conf import settings
 
 from gateway.cache import in_database_thread
 from gateway.limits import UNREACHABLE, Decision, Window, rfc3339
-from gateway.redis_keys import key_tokens_key
+from gateway.redis_keys import key_tokens_key, utc_day
 from gateway.usage.record import USAGE_FIELDS
 from gateway.usage.selectors import usage_key_totals
 from keys.selectors import KeyPrincipal
@@ -34,7 +33,7 @@ def key_usage_report(principal: KeyPrincipal, decision: Decision, tokens: dict[s
         "plan": {"slug": principal.plan_slug, "name": principal.plan_name},
         "windows": _windows(decision) if decision.windows else None,  # None: the limiter was away
         "tokens_today": tokens,  # None: the counters could not be read
-        "day": _today(),
+        "day": utc_day(),
     }
 
 
@@ -52,14 +51,10 @@ def _window(window: Window) -> dict[str, object]:
     }
 
 
-def _today() -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime())
-
-
 async def tokens_today(principal: KeyPrincipal) -> dict[str, int] | None:
     if not settings.REDIS_URL:
         return await in_database_thread(_tokens_from_rollups)(principal.key_id)
-    key = key_tokens_key(user_id=principal.user_id, key_id=principal.key_id, day=_today())
+    key = key_tokens_key(user_id=principal.user_id, key_id=principal.key_id, day=utc_day())
     try:
         counts = await _redis().hgetall(key)
     except UNREACHABLE:

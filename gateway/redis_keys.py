@@ -9,6 +9,8 @@ Redis. Set it before the first start: changing it moves every window and stream 
 
 from __future__ import annotations
 
+import time
+
 from django.conf import settings
 
 
@@ -50,6 +52,11 @@ def usage_stream_key(shard: int) -> str:
     return f"{_tagged(shard)}:usage"
 
 
+def utc_day(at: float | None = None) -> str:
+    """The UTC day (YYYY-MM-DD) of a moment in seconds since the epoch, now by default."""
+    return time.strftime("%Y-%m-%d", time.gmtime(at))
+
+
 def key_tokens_key(*, user_id: int, key_id: int, day: str) -> str:
-    """A key's token counts on one UTC day (YYYY-MM-DD): input, output, cache writes and reads."""
+    """A key's token counts on one UTC day (`utc_day`): input, output, cache writes and reads."""
     return f"{_tagged(shard_for_user(user_id))}:tok:k{key_id}:{day}"

@@ -169,16 +169,18 @@ def usage_store_interrupted(*, now: datetime | None = None, batch_size: int = 1_
             )
             if not overdue:
                 break
-            stored += usage_ingest(records=[_interrupted(row) for row in overdue])
+            stored += usage_ingest(
+                records=[_interrupted(row.request_id, row.api_key_id, row.user_id, row.started_at) for row in overdue]
+            )
             # Kept a while, marked: a record that still comes then replaces the interrupted event.
             UsageStart.objects.filter(pk__in=[row.pk for row in overdue]).update(interrupted_at=now)
     UsageStart.objects.filter(interrupted_at__lt=now - LATE_RECORDS_AWAITED).delete()
     return stored
 
 
-def _interrupted(row: UsageStart) -> UsageRecord:
-    started_ms = int(row.started_at.timestamp() * 1000)
-    return AdmissionStart(row.request_id, row.api_key_id, row.user_id, started_ms).interrupted_record()
+def _interrupted(request_id: str, key_id: int, user_id: int, started_at: datetime) -> UsageRecord:
+    """The record of an interrupted request, from what a UsageStart or an interrupted event holds."""
+    return AdmissionStart(request_id, key_id, user_id, int(started_at.timestamp() * 1000)).interrupted_record()
 
 
 def _owned(records: list[UsageRecord], dead: list[DeadLetter]) -> list[UsageRecord]:
@@ -209,10 +211,7 @@ def _take_back_interrupted(late: set[str]) -> None:
     longer than USAGE_INTERRUPTED_AFTER_SECONDS): the interrupted events make way, in the rollups too."""
     replaced = UsageEvent.objects.filter(request_id__in=late, error_type=INTERRUPTED)
     taken_back = [
-        AdmissionStart(request_id, key_id, user_id, int(created_at.timestamp() * 1000)).interrupted_record()
-        for request_id, key_id, user_id, created_at in replaced.values_list(
-            "request_id", "api_key_id", "user_id", "created_at"
-        )
+        _interrupted(*row) for row in replaced.values_list("request_id", "api_key_id", "user_id", "created_at")
     ]
     replaced.delete()
     remove_from_rollups(taken_back)

@@ -28,7 +28,7 @@ from django.conf import settings
 
 from accounts.live import announce_in_pipeline, announce_in_process
 from gateway.cache import in_database_thread
-from gateway.redis_keys import key_concurrency_key, key_tokens_key, shard_for_user, usage_stream_key
+from gateway.redis_keys import key_concurrency_key, key_tokens_key, shard_for_user, usage_stream_key, utc_day
 from gateway.usage.clean import RECORD_FIELD, REFUSALS_FIELD, clean_records, payload_of
 from gateway.usage.record import USAGE_FIELDS, RefusalCount, UsageRecord
 from gateway.usage.services import usage_ingest
@@ -94,7 +94,7 @@ def count_tokens_today(pipe: redis.asyncio.client.Pipeline, records: list[UsageR
     """Add the batch's tokens to each key's counts for the day its requests ended, summed first."""
     sums: dict[str, list[int]] = {}
     for record in records:
-        day = time.strftime("%Y-%m-%d", time.gmtime(record.ended_at))
+        day = utc_day(record.ended_at)
         counts = sums.setdefault(key_tokens_key(user_id=record.user_id, key_id=record.key_id, day=day), [0] * 4)
         for index, name in enumerate(USAGE_FIELDS):
             counts[index] += getattr(record, name)
