@@ -67,6 +67,9 @@ def provision(nginx_url: str, paced_url: str, key_count: int) -> list[str]:
             "requests_per_week": HUGE,
             "max_keys": 10_000,
             "concurrent_requests_per_key": HUGE,
+            # Limits never reached, but kept: the seeded plans all limit tokens, so requests pay for it.
+            "input_tokens_per_minute": HUGE,
+            "output_tokens_per_minute": HUGE,
             "is_public": False,
         },
     )

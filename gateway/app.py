@@ -42,7 +42,7 @@ from gateway.limits import UNKNOWN, Decision, close_limiter, limiter
 from gateway.ratelimit_headers import limit_headers, rate_limited
 from gateway.relay import RefusedAnswer, SseUsageReader, UpstreamAnswer, open_upstream, relayed_headers
 from gateway.routing import Candidate, route_table
-from gateway.tokens import estimate_input_tokens
+from gateway.tokens import admission_estimate, estimate_input_tokens
 from gateway.upstream_client import close_client_session
 from gateway.usage.record import UsageRecord
 from gateway.usage.writer import emit, emit_refusal, usage_writer
@@ -64,6 +64,8 @@ class Responder:
         self.limit_headers: Headers | None = None  # set once the limiter has been asked
         self.admission_entry = ""  # the usage stream entry the limiter wrote ahead, if it did
         self.decision: Decision | None = None  # the limiter's, once asked
+        self.input_estimate = 0  # input tokens the admission charged, before the body was read
+        self.tokens_used = (0, 0)  # input (cache reads are free) and output tokens, once answered
 
     async def start(self, status: int, headers: Headers) -> None:
         self.started = True
@@ -72,15 +74,25 @@ class Responder:
         self.limit_headers = self.decision = None
         await self._send({"type": "http.response.start", "status": status, "headers": head})
 
-    async def ask_limiter(self, principal: KeyPrincipal, mode: str) -> Decision:
+    async def ask_limiter(self, principal: KeyPrincipal, mode: str, input_estimate: int = 0) -> Decision:
         """Ask the limiter (mode admit, guard or peek); refuse with 429 if it says no."""
-        decision = await limiter().decide(principal, mode, self.request_id)
+        decision = await limiter().decide(principal, mode, self.request_id, input_estimate)
         self.decision = decision
         self.limit_headers = limit_headers(decision)
         self.admission_entry = decision.admission_entry
         if not decision.admitted:
             raise rate_limited(decision, principal)
+        if decision.tokens:  # charged (not when the limiter was away, nor without token limits)
+            self.input_estimate = input_estimate
         return decision
+
+    def charge_tokens(self, principal: KeyPrincipal) -> None:
+        """Correct the admission's input estimate to the tokens the answer used, and add its output."""
+        if principal.input_tokens_per_minute is None and principal.output_tokens_per_minute is None:
+            return  # no token windows to keep
+        used_input, used_output = self.tokens_used
+        if self.input_estimate or used_output:
+            limiter().charge_tokens(principal, used_input - self.input_estimate, used_output)
 
     async def body(self, chunk: bytes, *, more: bool = True) -> None:
         await self._send({"type": "http.response.body", "body": chunk, "more_body": more})
@@ -233,6 +245,7 @@ async def messages(request: Request, principal: KeyPrincipal, responder: Respond
         raise
     finally:
         record.duration_ms = (time.perf_counter() - started) * 1000
+        responder.tokens_used = (record.input_tokens + record.cache_creation_input_tokens, record.output_tokens)
         emit(record)
 
 
@@ -386,7 +399,7 @@ async def serve(request: Request, receive: Receive, responder: Responder) -> Non
     # request has for its limits: a key over a window, or with all its slots in flight, is
     # refused without uploading anything. What turns out not to count is given back below.
     try:
-        await responder.ask_limiter(principal, mode)
+        await responder.ask_limiter(principal, mode, input_estimate_of(request, principal) if mode == "admit" else 0)
     except GatewayError as error:  # refused before the body, so with no model to name
         emit_refusal(status=error.status, key_id=principal.key_id, user_id=principal.user_id)
         raise
@@ -404,6 +417,14 @@ async def serve(request: Request, receive: Receive, responder: Responder) -> Non
         inflight_bodies.let_go(request)
         if mode == "admit":
             limiter().release(principal, request.request_id)
+            responder.charge_tokens(principal)
+
+
+def input_estimate_of(request: Request, principal: KeyPrincipal) -> int:
+    """The input tokens a message is charged at admission, where the plan limits them."""
+    if principal.input_tokens_per_minute is None:
+        return 0
+    return admission_estimate(request.headers.get(b"content-length"), principal.input_tokens_per_minute)
 
 
 async def give_back_if_counted(principal: KeyPrincipal, mode: str, responder: Responder) -> None:

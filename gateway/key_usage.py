@@ -38,8 +38,10 @@ def key_usage_report(principal: KeyPrincipal, decision: Decision, tokens: dict[s
 
 
 def _windows(decision: Decision) -> dict[str, dict[str, object]]:
-    """The key's windows, or the account's where that has less left, as the headers show them."""
-    return {window.name.removeprefix("account-"): _window(window) for window in decision.binding_windows()}
+    """The key's windows, or the account's where that has less left, as the headers show them:
+    minute, 5h and week, then input_tokens and output_tokens per minute where the plan sets them."""
+    windows = (*decision.binding_windows(), *decision.binding_token_windows())
+    return {window.name.removeprefix("account-").replace("-", "_"): _window(window) for window in windows}
 
 
 def _window(window: Window) -> dict[str, object]:

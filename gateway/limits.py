@@ -1,7 +1,9 @@
 """Plan limits per API key, under an account ceiling, and requests in flight per key.
 
-Each key has a rolling minute window and fixed 5-hour and weekly windows (see docs/limits.md).
-Its account has the same three windows, allowing the plan's `max_keys` times each limit, so that
+Each key has a rolling minute window and fixed 5-hour and weekly windows (see docs/limits.md),
+and, where its plan sets them, input and output tokens per minute (a bucket each that drains at
+the limit per minute; input estimated at admission, corrected once the answer's usage is known).
+Its account has the same windows, allowing the plan's `max_keys` times each limit, so that
 revoking and re-creating keys cannot reset what an account may use. Each key may have the plan's
 `concurrent_requests_per_key` requests in flight, each holding a slot with a lease. One atomic
 Lua script decides all of these and records the request only where all admit it: exact however
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -29,8 +32,10 @@ import redis.asyncio
 from django.conf import settings
 
 from gateway.redis_keys import (
+    account_token_window_key,
     account_window_keys,
     key_concurrency_key,
+    key_token_window_key,
     key_window_keys,
     shard_for_user,
     usage_stream_key,
@@ -45,6 +50,7 @@ FIVE_HOURS_MS = 5 * 3_600_000
 WEEK_MS = 7 * 24 * 3_600_000
 CONCURRENCY_RETRY_MS = 1_000  # nobody knows when a request in flight ends; a second is a fair guess
 ENDED_KEYS_KEPT = 10_000  # keys whose ended requests a process remembers until their next decision
+NO_LIMIT = -1  # a token limit the plan does not set, as the script receives it
 
 Clock = Callable[[], float]  # seconds since the epoch
 
@@ -54,7 +60,7 @@ UNREACHABLE = (redis.RedisError, OSError, asyncio.TimeoutError)
 
 @dataclass(frozen=True, slots=True)
 class Window:
-    name: str  # "minute", "5h", "week"; "account-" + those; "guard"; "concurrent"
+    name: str  # "minute", "5h", "week", "input-tokens", "output-tokens"; "account-" + those; "guard"; "concurrent"
     limit: int
     used: int
     reset_at_ms: int  # when the window is whole again
@@ -78,24 +84,40 @@ class Decision:
     account_windows: tuple[Window, ...] = ()  # the account's minute, 5h, week
     concurrent: Window | None = None
     admission_entry: str = ""  # the usage stream entry written ahead for this admission, if any
+    tokens: tuple[Window, ...] = ()  # the key's input and output tokens, those the plan limits
+    account_tokens: tuple[Window, ...] = ()  # the account's, the same ones
 
     def refusing_window(self) -> Window | None:
         """The window that refused, or of several, the one that keeps the client waiting longest."""
         if self.admitted:
             return None
-        candidates = (*self.windows, *self.account_windows, self.guard, self.concurrent)
+        candidates = (
+            *self.windows,
+            *self.account_windows,
+            *self.tokens,
+            *self.account_tokens,
+            self.guard,
+            self.concurrent,
+        )
         full = [window for window in candidates if window is not None and window.is_full]
         return max(full, key=lambda window: window.next_admission_ms, default=None)
 
     def binding_windows(self) -> tuple[Window, ...]:
         """For each of minute, 5h and week, the key's or the account's window, whichever has less left:
         what the client can really count on."""
-        if not self.account_windows:
-            return self.windows
-        return tuple(
-            account if account.remaining < own.remaining else own
-            for own, account in zip(self.windows, self.account_windows, strict=True)
-        )
+        return _less_left(self.windows, self.account_windows)
+
+    def binding_token_windows(self) -> tuple[Window, ...]:
+        """The same for the token windows the plan sets (input, output)."""
+        return _less_left(self.tokens, self.account_tokens)
+
+
+def _less_left(own: tuple[Window, ...], account: tuple[Window, ...]) -> tuple[Window, ...]:
+    if not account:
+        return own
+    return tuple(
+        theirs if theirs.remaining < mine.remaining else mine for mine, theirs in zip(own, account, strict=True)
+    )
 
 
 UNKNOWN = Decision(admitted=True, windows=())
@@ -123,6 +145,10 @@ class Counts:
     account_week_used: int
     account_week_left_ms: int
     in_flight: int
+    input_tokens: int  # the key's token levels (0 where the plan sets no limit)
+    output_tokens: int
+    account_input_tokens: int
+    account_output_tokens: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,10 +163,16 @@ class Limits:
     account_five_hours: int
     account_week: int
     in_flight: int
+    input_tokens: int  # NO_LIMIT where the plan sets none
+    output_tokens: int
+    account_input_tokens: int
+    account_output_tokens: int
 
     @classmethod
     def of(cls, principal: KeyPrincipal) -> Limits:
         keys = principal.max_keys
+        input_tokens = _or_no_limit(principal.input_tokens_per_minute)
+        output_tokens = _or_no_limit(principal.output_tokens_per_minute)
         return cls(
             minute=principal.requests_per_minute,
             five_hours=principal.requests_per_5_hours,
@@ -150,7 +182,28 @@ class Limits:
             account_five_hours=keys * principal.requests_per_5_hours,
             account_week=keys * principal.requests_per_week,
             in_flight=principal.concurrent_requests_per_key,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            account_input_tokens=_times(keys, input_tokens),
+            account_output_tokens=_times(keys, output_tokens),
         )
+
+    @property
+    def token_limits(self) -> tuple[tuple[str, int, int], ...]:
+        """(name, the key's limit, the account's) of each token window the plan sets."""
+        both = (
+            ("input-tokens", self.input_tokens, self.account_input_tokens),
+            ("output-tokens", self.output_tokens, self.account_output_tokens),
+        )
+        return tuple(window for window in both if window[1] != NO_LIMIT)
+
+
+def _or_no_limit(limit: int | None) -> int:
+    return NO_LIMIT if limit is None else limit
+
+
+def _times(keys: int, limit: int) -> int:
+    return NO_LIMIT if limit == NO_LIMIT else keys * limit
 
 
 def decision_from_counts(counts: Counts, principal: KeyPrincipal, now_ms: int, admission_entry: str = "") -> Decision:
@@ -193,7 +246,29 @@ def decision_from_counts(counts: Counts, principal: KeyPrincipal, now_ms: int, a
         reset_at_ms=now_ms,
         next_admission_ms=now_ms + CONCURRENCY_RETRY_MS if counts.in_flight >= limits.in_flight else now_ms,
     )
-    return Decision(counts.admitted, own, guard, now_ms, account, concurrent, admission_entry)
+    levels = {
+        "input-tokens": (counts.input_tokens, counts.account_input_tokens),
+        "output-tokens": (counts.output_tokens, counts.account_output_tokens),
+    }
+    tokens = tuple(_token_window(name, limit, levels[name][0], now_ms) for name, limit, _ in limits.token_limits)
+    account_tokens = tuple(
+        _token_window("account-" + name, limit, levels[name][1], now_ms) for name, _, limit in limits.token_limits
+    )
+    return Decision(counts.admitted, own, guard, now_ms, account, concurrent, admission_entry, tokens, account_tokens)
+
+
+def _token_window(name: str, limit: int, level: int, now_ms: int) -> Window:
+    """A token bucket as a window: `level` tokens in it, draining at `limit` a minute. It admits
+    while the level is under the limit, and is whole again once drained."""
+    drain_ms = level * MINUTE_MS / limit
+    over_ms = (level - limit) * MINUTE_MS / limit
+    return Window(
+        name,
+        limit,
+        level,
+        reset_at_ms=now_ms + math.ceil(drain_ms),
+        next_admission_ms=now_ms + math.floor(over_ms) + 1 if level >= limit else now_ms,
+    )
 
 
 def _rolling_window(name: str, limit: int, used: int, oldest_ms: int, newest_ms: int, now_ms: int) -> Window:
@@ -227,17 +302,21 @@ def script_keys(principal: KeyPrincipal) -> list[str]:
         *account_window_keys(user_id=principal.user_id),
         key_concurrency_key(user_id=principal.user_id, key_id=principal.key_id),
         usage_stream_key(shard_for_user(principal.user_id)),
+        key_token_window_key(user_id=principal.user_id, key_id=principal.key_id),
+        account_token_window_key(user_id=principal.user_id),
     ]
 
 
 # KEYS: the key's minute, 5h, week, guard; the account's minute, 5h, week; the key's requests in
-# flight; the account's usage stream. ARGV: now_ms, mode (admit|guard|peek|give_back|backfill),
-# member (the request id), then the limits in the order of `Limits`, the lease of an in-flight
-# slot (ms), for backfill how many admissions to add, the usage stream's ceiling, what to write
-# ahead to it (the admission, gateway/usage/record.py; or the request id given back), for
-# give_back the id of the admission's stream entry, then the ids of the key's requests that have
-# ended (their slots are freed first). Returns the fields of Counts, in order, then the id of the
-# admission's stream entry ('' if none was written).
+# flight; the account's usage stream; the key's token levels, the account's. ARGV: now_ms, mode
+# (admit|guard|peek|give_back|backfill|charge), member (the request id), then the limits in the
+# order of `Limits`, the lease of an in-flight slot (ms), for backfill how many admissions to add,
+# the usage stream's ceiling, what to write ahead to it (the admission, gateway/usage/record.py; or
+# the request id given back), for give_back the id of the admission's stream entry, the input and
+# output tokens to add (admit: the input estimate; charge: the correction and the output), then
+# the ids of the key's requests that have ended (their slots are freed first). Returns the fields
+# of Counts, in order, then the id of the admission's stream entry ('' if none was written);
+# charge returns 1 once it has added the tokens, and reads nothing else.
 DECIDE_SCRIPT = """
 local now = tonumber(ARGV[1])
 local mode = ARGV[2]
@@ -246,14 +325,67 @@ local minute_limit, five_limit, week_limit, guard_limit =
   tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local account_minute_limit, account_five_limit, account_week_limit =
   tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
-local in_flight_limit, lease, backfill = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
-local usage_ceiling, usage_entry, admission_entry = tonumber(ARGV[14]), ARGV[15], ARGV[16]
+local in_flight_limit = tonumber(ARGV[11])
+local input_limit, output_limit, account_input_limit, account_output_limit =
+  tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15])
+local lease, backfill = tonumber(ARGV[16]), tonumber(ARGV[17])
+local usage_ceiling, usage_entry, admission_entry = tonumber(ARGV[18]), ARGV[19], ARGV[20]
+local input_tokens, output_tokens = tonumber(ARGV[21]), tonumber(ARGV[22])
 local MINUTE, FIVE_HOURS, WEEK = 60000, 18000000, 604800000
 local KEY_MINUTE, KEY_FIVE, KEY_WEEK, KEY_GUARD = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ACCOUNT_MINUTE, ACCOUNT_FIVE, ACCOUNT_WEEK, IN_FLIGHT = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local USAGE = KEYS[9]
+local USAGE, KEY_TOKENS, ACCOUNT_TOKENS = KEYS[9], KEYS[10], KEYS[11]
 
-for i = 17, #ARGV do
+-- Token windows: a hash {input, output, at} of levels that drain at their limit per minute (a
+-- token bucket, as Anthropic's). A limit of -1 is none: that level is neither kept nor checked.
+local function drained(level, limit, elapsed)
+  if limit < 0 or not level then return 0 end
+  return math.max(level - elapsed * limit / MINUTE, 0)
+end
+
+local function token_levels(key, in_limit, out_limit)
+  if in_limit < 0 and out_limit < 0 then return 0, 0 end
+  local state = redis.call('HMGET', key, 'input', 'output', 'at')
+  local at = tonumber(state[3])
+  if not at then return 0, 0 end
+  local elapsed = math.max(now - at, 0)
+  return drained(tonumber(state[1]), in_limit, elapsed), drained(tonumber(state[2]), out_limit, elapsed)
+end
+
+local function drain_ms(level, limit)
+  if limit <= 0 then return 0 end
+  return level * MINUTE / limit
+end
+
+local function store_token_levels(key, input, output, in_limit, out_limit)
+  if in_limit < 0 and out_limit < 0 then return end
+  redis.call('HSET', key, 'input', input, 'output', output, 'at', now)
+  -- Gone once both have drained: an empty bucket needs no key.
+  redis.call('PEXPIRE', key, math.ceil(math.max(drain_ms(input, in_limit), drain_ms(output, out_limit))) + 1000)
+end
+
+local function under(level, limit)
+  return limit < 0 or level < limit
+end
+
+local function add_tokens(key, in_limit, out_limit, input_level, output_level)
+  input_level = math.max(input_level + input_tokens, 0)  -- a correction may lower it
+  output_level = math.max(output_level + output_tokens, 0)
+  store_token_levels(key, input_level, output_level, in_limit, out_limit)
+  return input_level, output_level
+end
+
+-- The tokens of a finished request: its input as counted minus the estimate charged at admission,
+-- and its output.
+if mode == 'charge' then
+  local key_input, key_output = token_levels(KEY_TOKENS, input_limit, output_limit)
+  add_tokens(KEY_TOKENS, input_limit, output_limit, key_input, key_output)
+  local account_input, account_output = token_levels(ACCOUNT_TOKENS, account_input_limit, account_output_limit)
+  add_tokens(ACCOUNT_TOKENS, account_input_limit, account_output_limit, account_input, account_output)
+  return 1
+end
+
+for i = 23, #ARGV do
   redis.call('ZREM', IN_FLIGHT, ARGV[i])
 end
 
@@ -359,13 +491,17 @@ local account_minute_used, account_minute_oldest, account_minute_newest = rollin
 local account_five_used, account_five_left = fixed(ACCOUNT_FIVE)
 local account_week_used, account_week_left = fixed(ACCOUNT_WEEK)
 local in_flight_used = in_flight()
+local key_input, key_output = token_levels(KEY_TOKENS, input_limit, output_limit)
+local account_input, account_output = token_levels(ACCOUNT_TOKENS, account_input_limit, account_output_limit)
 local admitted = 0
 local admission = ''
 
 if mode == 'admit' then
   if minute_used < minute_limit and five_used < five_limit and week_used < week_limit
       and account_minute_used < account_minute_limit and account_five_used < account_five_limit
-      and account_week_used < account_week_limit and in_flight_used < in_flight_limit then
+      and account_week_used < account_week_limit and in_flight_used < in_flight_limit
+      and under(key_input, input_limit) and under(key_output, output_limit)
+      and under(account_input, account_input_limit) and under(account_output, account_output_limit) then
     admitted = 1
     -- Everything an admission records, in one place.
     record_rolling(KEY_MINUTE)
@@ -381,6 +517,9 @@ if mode == 'admit' then
     redis.call('ZADD', IN_FLIGHT, now + lease, member)
     redis.call('PEXPIRE', IN_FLIGHT, lease)
     in_flight_used = in_flight_used + 1
+    key_input, key_output = add_tokens(KEY_TOKENS, input_limit, output_limit, key_input, key_output)
+    account_input, account_output =
+      add_tokens(ACCOUNT_TOKENS, account_input_limit, account_output_limit, account_input, account_output)
     admission = write_ahead('s')  -- the request's record completes it; if none comes, it is stored as interrupted
   end
 elseif mode == 'guard' then
@@ -404,7 +543,9 @@ end
 return {admitted, minute_used, minute_oldest, minute_newest, five_used, five_left,
         week_used, week_left, guard_used, guard_oldest,
         account_minute_used, account_minute_oldest, account_minute_newest,
-        account_five_used, account_five_left, account_week_used, account_week_left, in_flight_used, admission}
+        account_five_used, account_five_left, account_week_used, account_week_left, in_flight_used,
+        math.floor(key_input), math.floor(key_output), math.floor(account_input), math.floor(account_output),
+        admission}
 """
 DECIDE_SCRIPT_SHA = hashlib.sha1(DECIDE_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
@@ -421,6 +562,7 @@ def script_arguments(
     backfill: int = 0,
     ended: tuple[str, ...] = (),
     admission_entry: str = "",
+    tokens: tuple[int, int] = (0, 0),
 ) -> list[object]:
     limits = Limits.of(principal)
     return [
@@ -435,11 +577,16 @@ def script_arguments(
         limits.account_five_hours,
         limits.account_week,
         limits.in_flight,
+        limits.input_tokens,
+        limits.output_tokens,
+        limits.account_input_tokens,
+        limits.account_output_tokens,
         lease_ms(),
         backfill,
         settings.USAGE_STREAM_MAX_LENGTH,
         usage_entry(principal, mode, member, now_ms),
         admission_entry,
+        *tokens,
         *ended,
     ]
 
@@ -501,7 +648,8 @@ class Circuit:
 class _Call:
     keys: list[str]
     args: list[object]
-    future: asyncio.Future[list[int]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    # None for a call nobody waits for (a token charge): its answer, or failure, is dropped.
+    future: asyncio.Future[list[int]] | None = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 class ScriptPipeline:
@@ -525,6 +673,11 @@ class ScriptPipeline:
         self._waiting.append(call)
         self._send_soon()
         return await call.future
+
+    def send(self, keys: list[str], args: list[object]) -> None:
+        """A call whose answer nobody needs: it goes with the next pipeline."""
+        self._waiting.append(_Call(keys, args, future=None))
+        self._send_soon()
 
     def _send_soon(self) -> None:
         # Wait for the end of this turn of the loop, so that every decision made in it goes along.
@@ -551,12 +704,12 @@ class ScriptPipeline:
         except UNREACHABLE as exc:
             self._circuit.failed()
             for call in batch:
-                if not call.future.done():
+                if call.future is not None and not call.future.done():
                     call.future.set_exception(exc)
             return
         self._circuit.succeeded()
         for call, result in zip(batch, results, strict=True):
-            if call.future.done():
+            if call.future is None or call.future.done():
                 continue
             if isinstance(result, Exception):
                 call.future.set_exception(result)
@@ -598,8 +751,18 @@ class RedisLimiter:
         self._clock = clock
         self._ended: dict[int, list[str]] = {}  # key id -> its requests that ended, slots not yet freed
 
-    async def decide(self, principal: KeyPrincipal, mode: str, member: str) -> Decision:
-        return await self._run(principal, mode, member)
+    async def decide(self, principal: KeyPrincipal, mode: str, member: str, input_estimate: int = 0) -> Decision:
+        """Decide (and, for admit, count) a request; an admission adds `input_estimate` to the
+        input token windows, corrected by `charge_tokens` once the request has ended."""
+        return await self._run(principal, mode, member, tokens=(input_estimate, 0))
+
+    def charge_tokens(self, principal: KeyPrincipal, input_correction: int, output_tokens: int) -> None:
+        """Add a finished request's tokens to its token windows: the input counted minus the
+        estimate charged at admission (so possibly less than zero), and the output. Sent with the
+        next pipeline; nobody waits for it."""
+        now_ms = int(self._clock() * 1000)
+        arguments = script_arguments(principal, "charge", "", now_ms, tokens=(input_correction, output_tokens))
+        self._pipeline.send(script_keys(principal), arguments)
 
     async def give_back(self, principal: KeyPrincipal, member: str, admission_entry: str = "") -> Decision:
         """Uncount an admitted request (once), free its slot and forget its admission in the usage
@@ -623,13 +786,18 @@ class RedisLimiter:
             self._ended.clear()
 
     async def _run(
-        self, principal: KeyPrincipal, mode: str, member: str, backfill: int = 0, admission_entry: str = ""
+        self,
+        principal: KeyPrincipal,
+        mode: str,
+        member: str,
+        backfill: int = 0,
+        admission_entry: str = "",
+        tokens: tuple[int, int] = (0, 0),
     ) -> Decision:
         now_ms = int(self._clock() * 1000)
         ended = tuple(self._ended.pop(principal.key_id, ())) if mode == "admit" else ()
-        raw = await self._pipeline.call(
-            script_keys(principal), script_arguments(principal, mode, member, now_ms, backfill, ended, admission_entry)
-        )
+        arguments = script_arguments(principal, mode, member, now_ms, backfill, ended, admission_entry, tokens)
+        raw = await self._pipeline.call(script_keys(principal), arguments)
         return decision_from_counts(_counts(raw), principal, now_ms, _admission_entry(raw))
 
     async def close(self) -> None:
@@ -660,9 +828,16 @@ class InProcessLimiter:
         self._rolling: dict[str, deque[tuple[int, str]]] = {}
         self._fixed: dict[str, tuple[int, int]] = {}  # key -> (ends at, used)
         self._in_flight: dict[str, dict[str, int]] = {}  # key -> request id -> lease end
+        self._tokens: dict[str, tuple[float, float, int]] = {}  # key -> (input level, output level, at ms)
 
-    async def decide(self, principal: KeyPrincipal, mode: str, member: str) -> Decision:
-        return self.decide_now(principal, mode, member)
+    async def decide(self, principal: KeyPrincipal, mode: str, member: str, input_estimate: int = 0) -> Decision:
+        return self.decide_now(principal, mode, member, input_estimate=input_estimate)
+
+    def charge_tokens(self, principal: KeyPrincipal, input_correction: int, output_tokens: int) -> None:
+        now_ms = int(self._clock() * 1000)
+        for key, (input_limit, output_limit) in self._token_keys(principal).items():
+            levels = self._token_levels(key, input_limit, output_limit, now_ms)
+            self._add_tokens(key, levels, (input_correction, output_tokens), now_ms)
 
     async def give_back(self, principal: KeyPrincipal, member: str, admission_entry: str = "") -> Decision:
         return self.decide_now(principal, "give_back", member)
@@ -676,9 +851,11 @@ class InProcessLimiter:
     async def close(self) -> None:
         return None
 
-    def decide_now(self, principal: KeyPrincipal, mode: str, member: str, backfill: int = 0) -> Decision:
+    def decide_now(
+        self, principal: KeyPrincipal, mode: str, member: str, backfill: int = 0, input_estimate: int = 0
+    ) -> Decision:
         now_ms = int(self._clock() * 1000)
-        key_minute, key_five, key_week, key_guard, account_minute, account_five, account_week, in_flight, _ = (
+        key_minute, key_five, key_week, key_guard, account_minute, account_five, account_week, in_flight, *_ = (
             script_keys(principal)
         )
         if mode == "give_back":
@@ -691,6 +868,8 @@ class InProcessLimiter:
         guard = self._trimmed(key_guard, now_ms)
         slots = self._slots(in_flight, now_ms)
         fixed = {name: self._fixed_state(name, now_ms) for name in (key_five, key_week, account_five, account_week)}
+        token_limits = self._token_keys(principal)
+        tokens = {key: self._token_levels(key, *limits_of, now_ms) for key, limits_of in token_limits.items()}
         admitted = True
         if mode == "admit":
             admitted = (
@@ -701,12 +880,19 @@ class InProcessLimiter:
                 and fixed[account_five][0] < limits.account_five_hours
                 and fixed[account_week][0] < limits.account_week
                 and len(slots) < limits.in_flight
+                and all(
+                    _under(level, limit)
+                    for key, limits_of in token_limits.items()
+                    for level, limit in zip(tokens[key], limits_of, strict=True)
+                )
             )
             if admitted:
                 minute.append((now_ms, member))
                 account_minute_entries.append((now_ms, member))
                 slots[member] = now_ms + lease_ms()
                 self._count_all_fixed(fixed, 1, now_ms)
+                for key in token_limits:
+                    tokens[key] = self._add_tokens(key, tokens[key], (input_estimate, 0), now_ms)
         elif mode == "guard":
             admitted = len(guard) < limits.guard
             if admitted:
@@ -723,8 +909,31 @@ class InProcessLimiter:
             *fixed[account_five],
             *fixed[account_week],
             len(slots),
+            *(math.floor(level) for levels in tokens.values() for level in levels),
         )
         return decision_from_counts(counts, principal, now_ms)
+
+    @staticmethod
+    def _token_keys(principal: KeyPrincipal) -> dict[str, tuple[int, int]]:
+        """The key's and the account's token levels, each with its (input, output) limits."""
+        limits = Limits.of(principal)
+        *_, key_tokens, account_tokens = script_keys(principal)
+        return {
+            key_tokens: (limits.input_tokens, limits.output_tokens),
+            account_tokens: (limits.account_input_tokens, limits.account_output_tokens),
+        }
+
+    def _token_levels(self, key: str, input_limit: int, output_limit: int, now_ms: int) -> tuple[float, float]:
+        input_level, output_level, at_ms = self._tokens.get(key, (0.0, 0.0, now_ms))
+        elapsed_ms = max(now_ms - at_ms, 0)
+        return _drained(input_level, input_limit, elapsed_ms), _drained(output_level, output_limit, elapsed_ms)
+
+    def _add_tokens(
+        self, key: str, levels: tuple[float, float], tokens: tuple[int, int], now_ms: int
+    ) -> tuple[float, float]:
+        added = (max(levels[0] + tokens[0], 0.0), max(levels[1] + tokens[1], 0.0))
+        self._tokens[key] = (*added, now_ms)
+        return added
 
     def _give_back(self, member: str, own: tuple[str, ...], account: tuple[str, ...], in_flight: str) -> None:
         self._in_flight.get(in_flight, {}).pop(member, None)
@@ -767,6 +976,16 @@ class InProcessLimiter:
         return (used, ends_at - now_ms) if ends_at > now_ms else (0, -1)
 
 
+def _drained(level: float, limit: int, elapsed_ms: int) -> float:
+    if limit == NO_LIMIT:
+        return 0.0
+    return max(level - elapsed_ms * limit / MINUTE_MS, 0.0)
+
+
+def _under(level: float, limit: int) -> bool:
+    return limit == NO_LIMIT or level < limit
+
+
 def _rolling_counts(entries: deque[tuple[int, str]]) -> tuple[int, int, int]:
     """Used, oldest and newest time of a rolling window."""
     return (len(entries), entries[0][0], entries[-1][0]) if entries else (0, 0, 0)
@@ -789,11 +1008,11 @@ class FailOpenLimiter:
         self._unrecorded: dict[int, tuple[KeyPrincipal, int]] = {}  # key id -> (principal, admissions)
         self._backfilling: asyncio.Task[None] | None = None
 
-    async def decide(self, principal: KeyPrincipal, mode: str, member: str) -> Decision:
+    async def decide(self, principal: KeyPrincipal, mode: str, member: str, input_estimate: int = 0) -> Decision:
         if not self.inner.circuit.allows():
             return self._unchecked(principal, mode)
         try:
-            return await self.inner.decide(principal, mode, member)
+            return await self.inner.decide(principal, mode, member, input_estimate)
         except UNREACHABLE as exc:
             self._failed(exc)
             return self._unchecked(principal, mode)
@@ -807,6 +1026,10 @@ class FailOpenLimiter:
 
     def release(self, principal: KeyPrincipal, member: str) -> None:
         self.inner.release(principal, member)
+
+    def charge_tokens(self, principal: KeyPrincipal, input_correction: int, output_tokens: int) -> None:
+        if self.inner.circuit.allows():  # else dropped: the token windows are a minute long
+            self.inner.charge_tokens(principal, input_correction, output_tokens)
 
     @property
     def unrecorded_admissions(self) -> int:

@@ -12,12 +12,17 @@ from keys.selectors import KeyPrincipal
 # Windows the client cannot sensibly wait for in a retry loop: SDKs must not sleep for hours.
 LONG_WINDOWS = frozenset({"5h", "week", "account-5h", "account-week"})
 WINDOW_WORDS = {"minute": "per minute", "5h": "per 5 hours", "week": "per week"}
+TOKEN_WORDS = {
+    "input-tokens": "input tokens per minute (cache reads are not counted)",
+    "output-tokens": "output tokens per minute",
+}
 
 
 def limit_headers(decision: Decision) -> Headers:
     """Anthropic's request headers and the product's x-ratelimit-* (the minute window), ours for
-    the 5-hour and weekly windows, and Anthropic's unified headers for the same two (what Claude
-    Code reads of a subscription's windows). No token headers: the plans set no token limit.
+    the 5-hour and weekly windows, Anthropic's token headers for the token windows the plan sets,
+    and Anthropic's unified headers for the 5-hour and weekly windows (what Claude Code reads of a
+    subscription's windows).
 
     Each shows the key's window, or the account's when that has less left."""
     if not decision.windows:
@@ -29,8 +34,22 @@ def limit_headers(decision: Decision) -> Headers:
         *_named(PRODUCT_MINUTE_NAMES, minute_values),
         *_named(FIVE_HOUR_NAMES, _window_values(five_hours)),
         *_named(WEEK_NAMES, _window_values(week)),
+        *token_headers(decision.binding_token_windows()),
         *unified_headers(decision, five_hours, week),
     ]
+
+
+def token_headers(windows: tuple[Window, ...]) -> Headers:
+    """anthropic-ratelimit-input-tokens-* and -output-tokens-* for each token window the plan sets,
+    and -tokens-* for whichever of them is the more restrictive now (the smaller share left), as
+    Anthropic sends them. None without token limits: no number would be true."""
+    if not windows:
+        return []
+    headers: Headers = []
+    for window in windows:
+        headers += _named(TOKEN_NAMES[window.name.removeprefix("account-")], _window_values(window))
+    tightest = min(windows, key=lambda window: window.remaining / window.limit)
+    return [*_named(ALL_TOKEN_NAMES, _window_values(tightest)), *headers]
 
 
 # From this share of a window used, the unified status warns (Claude Code shows how much is left).
@@ -85,6 +104,11 @@ MINUTE_NAMES = _header_names(b"anthropic-ratelimit-requests-")
 PRODUCT_MINUTE_NAMES = _header_names(b"x-ratelimit-")
 FIVE_HOUR_NAMES = _header_names(b"llmapi-ratelimit-requests-5h-")
 WEEK_NAMES = _header_names(b"llmapi-ratelimit-requests-week-")
+ALL_TOKEN_NAMES = _header_names(b"anthropic-ratelimit-tokens-")
+TOKEN_NAMES = {
+    "input-tokens": _header_names(b"anthropic-ratelimit-input-tokens-"),
+    "output-tokens": _header_names(b"anthropic-ratelimit-output-tokens-"),
+}
 
 
 def _window_values(window: Window) -> tuple[bytes, bytes, bytes]:
@@ -113,6 +137,13 @@ def rate_limited(decision: Decision, principal: KeyPrincipal) -> GatewayError:
         message = (
             f"Too many concurrent requests: your {principal.plan_name} plan allows {window.limit} requests "
             "in flight at once per key. Retry when one of them has finished."
+        )
+    elif window.name.removeprefix("account-") in TOKEN_WORDS:
+        whose = " for all of an account's keys together" if window.name.startswith("account-") else ""
+        message = (
+            f"Rate limit reached: your {principal.plan_name} plan allows {window.limit:,} "
+            f"{TOKEN_WORDS[window.name.removeprefix('account-')]}{whose}. Enough of the window is free "
+            f"again at {when} (in {wait_seconds} s)."
         )
     elif window.name.startswith("account-"):
         words = WINDOW_WORDS[window.name.removeprefix("account-")]

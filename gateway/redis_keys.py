@@ -43,6 +43,16 @@ def account_window_keys(*, user_id: int) -> list[str]:
     return [f"{base}:minute", f"{base}:5h", f"{base}:week"]
 
 
+def key_token_window_key(*, user_id: int, key_id: int) -> str:
+    """A key's input and output token levels (a bucket each, draining at the plan's rate)."""
+    return f"{_tagged(shard_for_user(user_id))}:rl:k{key_id}:tokens"
+
+
+def account_token_window_key(*, user_id: int) -> str:
+    """The account's token levels, under max_keys times the plan's token limits."""
+    return f"{account_window_prefix(user_id=user_id)}:tokens"
+
+
 def key_concurrency_key(*, user_id: int, key_id: int) -> str:
     """The requests a key has in flight: request id -> when its lease runs out."""
     return f"{_tagged(shard_for_user(user_id))}:rl:k{key_id}:inflight"

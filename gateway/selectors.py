@@ -9,7 +9,13 @@ from gateway.limits import read_windows
 from keys.models import ApiKey
 from keys.selectors import principal_of
 
-WINDOW_LABELS = {"minute": "Per minute", "5h": "Per 5 hours", "week": "Per week"}
+WINDOW_LABELS = {
+    "minute": "Per minute",
+    "5h": "Per 5 hours",
+    "week": "Per week",
+    "input-tokens": "Input tokens per minute",
+    "output-tokens": "Output tokens per minute",
+}
 
 
 @dataclass(frozen=True)
@@ -23,7 +29,8 @@ class WindowUsage:
 
 
 def api_key_window_usage(*, api_key: ApiKey) -> list[WindowUsage]:
-    """Each plan window of the key: limit, used, remaining and reset. Counts nothing.
+    """Each plan window of the key (requests, then the token windows its plan sets): limit, used,
+    remaining and reset. Counts nothing.
 
     Empty when the limiter cannot be read (Redis down): the page says so rather than guess.
     """
@@ -37,5 +44,5 @@ def api_key_window_usage(*, api_key: ApiKey) -> list[WindowUsage]:
             remaining=window.remaining,
             resets_at=datetime.fromtimestamp(window.reset_at_ms / 1000, tz=UTC),
         )
-        for window in decision.windows
+        for window in (*decision.windows, *decision.tokens)
     ]

@@ -43,3 +43,13 @@ class _Counter:
             for key, item in value.items():
                 if key not in NOT_READ_BY_THE_MODEL:
                     self.visit(item)
+
+
+def admission_estimate(content_length: bytes | None, ceiling: int) -> int:
+    """The input tokens a message is charged when admitted, before its body is read: its length
+    in bytes over CHARACTERS_PER_TOKEN, which errs high (JSON's keys and quotes, cache reads that
+    do not count), at most `ceiling`. A body of unknown length is charged the ceiling. The
+    answer's usage corrects either (gateway/limits.py)."""
+    if content_length is None or not content_length.isdigit():
+        return ceiling
+    return min(math.ceil(int(content_length) / CHARACTERS_PER_TOKEN), ceiling)

@@ -26,6 +26,8 @@ class KeyPrincipal:
     # The account ceiling is max_keys times each limit (gateway/limits.py).
     max_keys: int = 1
     concurrent_requests_per_key: int = 4
+    input_tokens_per_minute: int | None = None  # None: no token limit
+    output_tokens_per_minute: int | None = None
 
 
 def api_key_list(*, user: User) -> QuerySet[ApiKey]:
@@ -65,4 +67,6 @@ def principal_of(api_key: ApiKey) -> KeyPrincipal:
         requests_per_week=plan.requests_per_week,
         max_keys=plan.max_keys,
         concurrent_requests_per_key=plan.concurrent_requests_per_key,
+        input_tokens_per_minute=plan.input_tokens_per_minute,
+        output_tokens_per_minute=plan.output_tokens_per_minute,
     )

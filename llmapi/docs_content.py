@@ -62,6 +62,10 @@ RATE_LIMIT_HEADERS = [
     ),
     HeaderRow("llmapi-ratelimit-requests-5h-limit, -remaining, -reset", "The 5-hour window."),
     HeaderRow("llmapi-ratelimit-requests-week-limit, -remaining, -reset", "The weekly window."),
+    HeaderRow(
+        "anthropic-ratelimit-input-tokens-*, -output-tokens-*, -tokens-*",
+        "Input and output tokens per minute, and the more restrictive of the two, where your plan limits them.",
+    ),
     HeaderRow("retry-after", "On a 429: whole seconds until a request would be admitted."),
     HeaderRow(
         "x-should-retry: false",

@@ -34,6 +34,8 @@ class PlanAdmin(admin.ModelAdmin):
                     "monthly_token_quota",
                     "max_keys",
                     "concurrent_requests_per_key",
+                    "input_tokens_per_minute",
+                    "output_tokens_per_minute",
                 )
             },
         ),

@@ -17,6 +17,8 @@ class PlanOutputSerializer(serializers.Serializer):
     requests_per_5_hours = serializers.IntegerField()
     requests_per_week = serializers.IntegerField()
     monthly_token_quota = serializers.IntegerField(allow_null=True, help_text="null means unlimited")
+    input_tokens_per_minute = serializers.IntegerField(allow_null=True, help_text="null means no limit")
+    output_tokens_per_minute = serializers.IntegerField(allow_null=True, help_text="null means no limit")
     max_keys = serializers.IntegerField()
     price_monthly_cents = serializers.IntegerField()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.validators import MinValueValidator
 from django.db import models
 
 
@@ -21,6 +22,18 @@ class Plan(models.Model):
     concurrent_requests_per_key = models.PositiveIntegerField(
         default=8,
         help_text="Requests one key may have in flight at once (Claude Code runs subagents in parallel).",
+    )
+    input_tokens_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Input tokens one key may send per minute (cache reads are free); empty means no limit.",
+    )
+    output_tokens_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Output tokens one key may receive per minute; empty means no limit.",
     )
     display_order = models.PositiveSmallIntegerField(default=0)
     is_public = models.BooleanField(default=True, help_text="Shown on the pricing table.")

@@ -74,6 +74,7 @@ def reseed() -> None:
     for module, function in (
         ("plans.migrations.0002_seed_plans", "seed_plans"),
         ("plans.migrations.0003_plan_concurrent_requests_per_key", "seed_concurrency"),
+        ("plans.migrations.0005_plan_token_limits", "seed_token_limits"),
         ("gateway.migrations.0002_seed_routes", "seed_routes"),
     ):
         getattr(importlib.import_module(module), function)(django_apps, None)

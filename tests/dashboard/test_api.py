@@ -115,6 +115,8 @@ def test_plan(alice_api):
         "requests_per_5_hours": 40,
         "requests_per_week": 200,
         "monthly_token_quota": None,
+        "input_tokens_per_minute": 200_000,
+        "output_tokens_per_minute": 40_000,
         "max_keys": 2,
         "price_monthly_cents": 0,
     }
@@ -123,7 +125,13 @@ def test_plan(alice_api):
 def test_windows_of_a_fresh_key(alice, alice_api):
     created = api_key_create(user=alice, name="laptop")
     windows = alice_api.get(f"/api/keys/{created.api_key.pk}/windows/").json()
-    assert [(w["name"], w["used"], w["limit"]) for w in windows] == [("minute", 0, 10), ("5h", 0, 40), ("week", 0, 200)]
+    assert [(w["name"], w["used"], w["limit"]) for w in windows] == [
+        ("minute", 0, 10),
+        ("5h", 0, 40),
+        ("week", 0, 200),
+        ("input-tokens", 0, 200_000),
+        ("output-tokens", 0, 40_000),
+    ]
     (entry,) = alice_api.get("/api/windows/").json()
     assert entry["key"]["id"] == created.api_key.pk
-    assert [(w["name"], w["used"]) for w in entry["windows"]] == [("minute", 0), ("5h", 0), ("week", 0)]
+    assert [(w["name"], w["used"]) for w in entry["windows"]][:3] == [("minute", 0), ("5h", 0), ("week", 0)]

@@ -36,6 +36,8 @@ def principal(
     user_id: int | None = None,
     max_keys: int = 2,
     concurrent: int = 1000,
+    input_tokens: int | None = None,
+    output_tokens: int | None = None,
 ) -> KeyPrincipal:
     """A key of its own account, unless `user_id` names one shared with other keys."""
     key_id = next(_key_ids)
@@ -50,6 +52,8 @@ def principal(
         requests_per_week=per_week,
         max_keys=max_keys,
         concurrent_requests_per_key=concurrent,
+        input_tokens_per_minute=input_tokens,
+        output_tokens_per_minute=output_tokens,
     )
 
 
@@ -296,3 +300,60 @@ async def test_a_released_slot_is_free_for_the_keys_next_request(limiter):
     decision = await limiter.decide(key, "admit", "second")
     assert decision.admitted
     assert decision.concurrent.used == 1
+
+
+async def test_input_tokens_are_estimated_at_admission_and_drain_at_the_limit_per_minute(limiter, clock):
+    key = principal(input_tokens=1_000, output_tokens=500)
+    first = await limiter.decide(key, "admit", "a", input_estimate=600)
+    assert [(window.name, window.used, window.remaining) for window in first.tokens] == [
+        ("input-tokens", 600, 400),
+        ("output-tokens", 0, 500),
+    ]
+    assert first.tokens[0].reset_at_ms == ms(clock) + 36_000  # 600 of 1,000 a minute drain in 36 s
+    assert (await limiter.decide(key, "admit", "b", input_estimate=600)).admitted  # under the limit: admitted
+    refused = await limiter.decide(key, "admit", "c", input_estimate=1)
+    assert refused.refusing_window().name == "input-tokens"
+    assert refused.refusing_window().used == 1_200
+    # 200 tokens over: 12 s at 1,000 a minute, then it admits again.
+    assert refused.refusing_window().next_admission_ms == ms(clock) + 12_001
+    clock.advance(12_000)
+    assert not (await limiter.decide(key, "admit", "d", input_estimate=1)).admitted
+    clock.advance(1)
+    assert (await limiter.decide(key, "admit", "e", input_estimate=1)).admitted
+
+
+async def test_the_answer_corrects_the_estimate_and_adds_its_output(limiter, clock):
+    key = principal(input_tokens=10_000, output_tokens=1_000)
+    await limiter.decide(key, "admit", "a", input_estimate=9_000)
+    limiter.charge_tokens(key, 300 - 9_000, 1_200)  # counted 300 input tokens, answered 1,200
+    decision = await limiter.decide(key, "peek", "")
+    assert [(window.name, window.used) for window in decision.tokens] == [
+        ("input-tokens", 300),
+        ("output-tokens", 1_200),
+    ]
+    refused = await limiter.decide(key, "admit", "b", input_estimate=10)
+    assert refused.refusing_window().name == "output-tokens"
+    assert refused.refusing_window().next_admission_ms == ms(clock) + 12_001
+    limiter.charge_tokens(key, -10_000, 0)  # a correction never takes a level below zero
+    assert (await limiter.decide(key, "peek", "")).tokens[0].used == 0
+
+
+async def test_the_account_holds_max_keys_times_the_token_limits(limiter):
+    first = principal(input_tokens=1_000, max_keys=2)
+    sibling = principal(input_tokens=1_000, max_keys=2, user_id=first.user_id)
+    third = principal(input_tokens=1_000, max_keys=2, user_id=first.user_id)
+    assert (await limiter.decide(first, "admit", "a", input_estimate=1_000)).admitted
+    assert (await limiter.decide(sibling, "admit", "b", input_estimate=1_000)).admitted
+    refused = await limiter.decide(third, "admit", "c", input_estimate=1)
+    assert refused.refusing_window().name == "account-input-tokens"
+    assert refused.binding_token_windows()[0].name == "account-input-tokens"
+    assert refused.tokens[0].used == 0  # the new key's own bucket is empty
+
+
+async def test_without_token_limits_no_token_window_is_kept(limiter):
+    key = principal()
+    decision = await limiter.decide(key, "admit", "a", input_estimate=10**9)
+    assert decision.admitted
+    assert (decision.tokens, decision.account_tokens) == ((), ())
+    limiter.charge_tokens(key, 10**9, 10**9)
+    assert (await limiter.decide(key, "admit", "b")).admitted

@@ -9,12 +9,15 @@ no HEAD probe, no count_tokens and no /v1/models with non-essential traffic turn
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 
 from gateway.simulator import TEXT_ANSWER
 from tests.conftest import Gateway
 from tests.gateway.conftest import move_to_new_plan
+from tests.gateway.test_rate_limits import parse_time
+from tests.helpers import wait_until
 from tests.wire.conftest import ClaudeCode, TrafficRecorder
 
 HELLO = {"model": "claude-sonnet-4-6", "max_tokens": 10, "messages": [{"role": "user", "content": "Hello"}]}
@@ -103,3 +106,38 @@ def test_at_its_5_hour_limit_it_stops_at_once_and_says_when_the_window_resets(
     assert (out["is_error"], out["api_error_status"], out["api_error_type"]) == (True, 429, "rate_limit_error")
     assert out["result"].startswith("API Error: Request rejected (429) · Rate limit reached: your One-A-Session plan")
     assert "per 5 hours. The window resets at " in out["result"]
+
+
+def test_at_a_token_window_limit_it_waits_and_then_succeeds(
+    claude: ClaudeCode, gateway: Gateway, traffic: TrafficRecorder
+) -> None:
+    """A key over its input tokens per minute: a 429 with retry-after and no x-should-retry, which
+    Claude Code waits out and asks again, until the window has drained and it is answered."""
+    move_to_new_plan(
+        gateway,
+        "tokens",
+        requests_per_minute=100,
+        requests_per_5_hours=100,
+        requests_per_week=100,
+        input_tokens_per_minute=60_000,  # drains 1,000 a second
+    )
+    # The simulator counts 80,000 input tokens: 20,000 over, about 20 s to drain below the limit.
+    huge = {**HELLO, "messages": [{"role": "user", "content": "x" * 320_000}]}
+    headers = {"x-api-key": gateway.key}
+    sent_at = time.time()
+    assert httpx.post(gateway.base_url + "/v1/messages", json=huge, headers=headers).status_code == 200
+
+    def drained_at() -> float:
+        report = httpx.get(gateway.base_url + "/llmapi/usage", headers=headers).json()
+        return parse_time(report["windows"]["input_tokens"]["resets_at"]).timestamp()
+
+    # The answer's count has replaced the estimate (60,000, the limit): 80 s to drain, not 60.
+    wait_until(lambda: drained_at() > sent_at + 70)
+    filled = len(traffic.exchanges)
+
+    out = claude.run("say hello", ANTHROPIC_API_KEY=gateway.key)
+
+    assert (out["is_error"], out["result"]) == (False, TEXT_ANSWER)
+    statuses = [exchange.status for exchange in traffic.exchanges[filled:]]
+    assert (statuses[0], statuses[-1]) == (429, 200), statuses
+    assert b"input tokens per minute" in traffic.exchanges[filled].error_body
