@@ -38,14 +38,14 @@ from gateway.http import (
     request_from_scope,
 )
 from gateway.key_usage import KEY_USAGE_PATH, close_key_usage_client, key_usage_report, tokens_today
-from gateway.limits import UNKNOWN, Decision, close_limiter, limiter
+from gateway.limits import UNKNOWN, Decision, close_limiter, limiter, token_charge
 from gateway.ratelimit_headers import limit_headers, rate_limited
 from gateway.relay import RefusedAnswer, SseUsageReader, UpstreamAnswer, open_upstream, relayed_headers
 from gateway.routing import Candidate, route_table
 from gateway.tokens import admission_estimate, estimate_input_tokens
 from gateway.upstream_client import close_client_session
 from gateway.usage.record import UsageRecord
-from gateway.usage.writer import emit, emit_refusal, usage_writer
+from gateway.usage.writer import emit, emit_refusal, emit_token_charge, usage_writer
 from gateway.wire import JSON_CONTENT_TYPE, SSE_CONTENT_TYPE, error_type_of_status
 from keys.selectors import KeyPrincipal
 
@@ -92,7 +92,7 @@ class Responder:
             return  # no token windows to keep
         used_input, used_output = self.tokens_used
         if self.input_estimate or used_output:
-            limiter().charge_tokens(principal, used_input - self.input_estimate, used_output)
+            emit_token_charge(token_charge(principal, used_input - self.input_estimate, used_output))
 
     async def body(self, chunk: bytes, *, more: bool = True) -> None:
         await self._send({"type": "http.response.body", "body": chunk, "more_body": more})

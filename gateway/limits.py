@@ -23,7 +23,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -307,17 +307,83 @@ def script_keys(principal: KeyPrincipal) -> list[str]:
     ]
 
 
+# Token windows, shared by DECIDE_SCRIPT and CHARGE_SCRIPT: a hash {input, output, at} of levels
+# that drain at their limit per minute (a token bucket, as Anthropic's). A limit of -1 is none:
+# that level is neither kept nor checked. `at` never goes back, whichever process's clock is ahead.
+BUCKET_FUNCTIONS = """
+local TOKEN_WINDOW_MS = 60000
+
+local function drained(level, limit, elapsed)
+  if limit < 0 or not level then return 0 end
+  return math.max(level - elapsed * limit / TOKEN_WINDOW_MS, 0)
+end
+
+local function token_levels(key, in_limit, out_limit, now)
+  if in_limit < 0 and out_limit < 0 then return 0, 0, now end
+  local state = redis.call('HMGET', key, 'input', 'output', 'at')
+  local at = tonumber(state[3])
+  if not at then return 0, 0, now end
+  local elapsed = math.max(now - at, 0)
+  return drained(tonumber(state[1]), in_limit, elapsed), drained(tonumber(state[2]), out_limit, elapsed),
+    math.max(now, at)
+end
+
+local function drain_ms(level, limit)
+  if limit <= 0 then return 0 end
+  return level * TOKEN_WINDOW_MS / limit
+end
+
+local function under(level, limit)
+  return limit < 0 or level < limit
+end
+
+-- A correction may be below zero; no level goes below zero. The key goes once both have drained.
+local function add_tokens(key, in_limit, out_limit, input_level, output_level, input, output, at)
+  if in_limit < 0 and out_limit < 0 then return 0, 0 end
+  input_level = math.max(input_level + input, 0)
+  output_level = math.max(output_level + output, 0)
+  redis.call('HSET', key, 'input', input_level, 'output', output_level, 'at', at)
+  local until_empty = math.max(drain_ms(input_level, in_limit), drain_ms(output_level, out_limit))
+  redis.call('PEXPIRE', key, math.ceil(until_empty) + 1000)
+  return input_level, output_level
+end
+"""
+
+# The tokens of finished requests, sent in the usage writer's round trip (gateway/usage/writer.py):
+# each its input as counted minus the estimate charged at admission, and its output. KEYS: pairs
+# of (a key's token levels, its account's), all in one shard. ARGV: now_ms, then per pair the key's
+# input and output limits, the account's, the input tokens to add and the output tokens.
+CHARGE_SCRIPT = (
+    BUCKET_FUNCTIONS
+    + """
+local now = tonumber(ARGV[1])
+local function charge(key, in_limit, out_limit, input, output)
+  local input_level, output_level, at = token_levels(key, in_limit, out_limit, now)
+  add_tokens(key, in_limit, out_limit, input_level, output_level, input, output, at)
+end
+for pair = 0, #KEYS / 2 - 1 do
+  local a = 2 + pair * 6
+  local input, output = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
+  charge(KEYS[pair * 2 + 1], tonumber(ARGV[a]), tonumber(ARGV[a + 1]), input, output)
+  charge(KEYS[pair * 2 + 2], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), input, output)
+end
+return 1
+"""
+)
+
+
 # KEYS: the key's minute, 5h, week, guard; the account's minute, 5h, week; the key's requests in
 # flight; the account's usage stream; the key's token levels, the account's. ARGV: now_ms, mode
-# (admit|guard|peek|give_back|backfill|charge), member (the request id), then the limits in the
+# (admit|guard|peek|give_back|backfill), member (the request id), then the limits in the
 # order of `Limits`, the lease of an in-flight slot (ms), for backfill how many admissions to add,
 # the usage stream's ceiling, what to write ahead to it (the admission, gateway/usage/record.py; or
-# the request id given back), for give_back the id of the admission's stream entry, the input and
-# output tokens to add (admit: the input estimate; charge: the correction and the output), then
-# the ids of the key's requests that have ended (their slots are freed first). Returns the fields
-# of Counts, in order, then the id of the admission's stream entry ('' if none was written);
-# charge returns 1 once it has added the tokens, and reads nothing else.
-DECIDE_SCRIPT = """
+# the request id given back), for give_back the id of the admission's stream entry, for admit the
+# input tokens to charge (an estimate), then the ids of the key's requests that have ended (their
+# slots are freed first). Returns the fields of Counts, in order, then the id of the admission's
+# stream entry ('' if none was written).
+DECIDE_SCRIPT = (
+    BUCKET_FUNCTIONS
+    + """
 local now = tonumber(ARGV[1])
 local mode = ARGV[2]
 local member = ARGV[3]
@@ -330,62 +396,13 @@ local input_limit, output_limit, account_input_limit, account_output_limit =
   tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15])
 local lease, backfill = tonumber(ARGV[16]), tonumber(ARGV[17])
 local usage_ceiling, usage_entry, admission_entry = tonumber(ARGV[18]), ARGV[19], ARGV[20]
-local input_tokens, output_tokens = tonumber(ARGV[21]), tonumber(ARGV[22])
+local input_estimate = tonumber(ARGV[21])
 local MINUTE, FIVE_HOURS, WEEK = 60000, 18000000, 604800000
 local KEY_MINUTE, KEY_FIVE, KEY_WEEK, KEY_GUARD = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ACCOUNT_MINUTE, ACCOUNT_FIVE, ACCOUNT_WEEK, IN_FLIGHT = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local USAGE, KEY_TOKENS, ACCOUNT_TOKENS = KEYS[9], KEYS[10], KEYS[11]
 
--- Token windows: a hash {input, output, at} of levels that drain at their limit per minute (a
--- token bucket, as Anthropic's). A limit of -1 is none: that level is neither kept nor checked.
-local function drained(level, limit, elapsed)
-  if limit < 0 or not level then return 0 end
-  return math.max(level - elapsed * limit / MINUTE, 0)
-end
-
-local function token_levels(key, in_limit, out_limit)
-  if in_limit < 0 and out_limit < 0 then return 0, 0 end
-  local state = redis.call('HMGET', key, 'input', 'output', 'at')
-  local at = tonumber(state[3])
-  if not at then return 0, 0 end
-  local elapsed = math.max(now - at, 0)
-  return drained(tonumber(state[1]), in_limit, elapsed), drained(tonumber(state[2]), out_limit, elapsed)
-end
-
-local function drain_ms(level, limit)
-  if limit <= 0 then return 0 end
-  return level * MINUTE / limit
-end
-
-local function store_token_levels(key, input, output, in_limit, out_limit)
-  if in_limit < 0 and out_limit < 0 then return end
-  redis.call('HSET', key, 'input', input, 'output', output, 'at', now)
-  -- Gone once both have drained: an empty bucket needs no key.
-  redis.call('PEXPIRE', key, math.ceil(math.max(drain_ms(input, in_limit), drain_ms(output, out_limit))) + 1000)
-end
-
-local function under(level, limit)
-  return limit < 0 or level < limit
-end
-
-local function add_tokens(key, in_limit, out_limit, input_level, output_level)
-  input_level = math.max(input_level + input_tokens, 0)  -- a correction may lower it
-  output_level = math.max(output_level + output_tokens, 0)
-  store_token_levels(key, input_level, output_level, in_limit, out_limit)
-  return input_level, output_level
-end
-
--- The tokens of a finished request: its input as counted minus the estimate charged at admission,
--- and its output.
-if mode == 'charge' then
-  local key_input, key_output = token_levels(KEY_TOKENS, input_limit, output_limit)
-  add_tokens(KEY_TOKENS, input_limit, output_limit, key_input, key_output)
-  local account_input, account_output = token_levels(ACCOUNT_TOKENS, account_input_limit, account_output_limit)
-  add_tokens(ACCOUNT_TOKENS, account_input_limit, account_output_limit, account_input, account_output)
-  return 1
-end
-
-for i = 23, #ARGV do
+for i = 22, #ARGV do
   redis.call('ZREM', IN_FLIGHT, ARGV[i])
 end
 
@@ -491,8 +508,9 @@ local account_minute_used, account_minute_oldest, account_minute_newest = rollin
 local account_five_used, account_five_left = fixed(ACCOUNT_FIVE)
 local account_week_used, account_week_left = fixed(ACCOUNT_WEEK)
 local in_flight_used = in_flight()
-local key_input, key_output = token_levels(KEY_TOKENS, input_limit, output_limit)
-local account_input, account_output = token_levels(ACCOUNT_TOKENS, account_input_limit, account_output_limit)
+local key_input, key_output, key_tokens_at = token_levels(KEY_TOKENS, input_limit, output_limit, now)
+local account_input, account_output, account_tokens_at =
+  token_levels(ACCOUNT_TOKENS, account_input_limit, account_output_limit, now)
 local admitted = 0
 local admission = ''
 
@@ -517,9 +535,11 @@ if mode == 'admit' then
     redis.call('ZADD', IN_FLIGHT, now + lease, member)
     redis.call('PEXPIRE', IN_FLIGHT, lease)
     in_flight_used = in_flight_used + 1
-    key_input, key_output = add_tokens(KEY_TOKENS, input_limit, output_limit, key_input, key_output)
-    account_input, account_output =
-      add_tokens(ACCOUNT_TOKENS, account_input_limit, account_output_limit, account_input, account_output)
+    key_input, key_output = add_tokens(
+      KEY_TOKENS, input_limit, output_limit, key_input, key_output, input_estimate, 0, key_tokens_at)
+    account_input, account_output = add_tokens(
+      ACCOUNT_TOKENS, account_input_limit, account_output_limit, account_input, account_output, input_estimate, 0,
+      account_tokens_at)
     admission = write_ahead('s')  -- the request's record completes it; if none comes, it is stored as interrupted
   end
 elseif mode == 'guard' then
@@ -547,6 +567,7 @@ return {admitted, minute_used, minute_oldest, minute_newest, five_used, five_lef
         math.floor(key_input), math.floor(key_output), math.floor(account_input), math.floor(account_output),
         admission}
 """
+)
 DECIDE_SCRIPT_SHA = hashlib.sha1(DECIDE_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
 
@@ -562,7 +583,7 @@ def script_arguments(
     backfill: int = 0,
     ended: tuple[str, ...] = (),
     admission_entry: str = "",
-    tokens: tuple[int, int] = (0, 0),
+    input_estimate: int = 0,
 ) -> list[object]:
     limits = Limits.of(principal)
     return [
@@ -586,7 +607,7 @@ def script_arguments(
         settings.USAGE_STREAM_MAX_LENGTH,
         usage_entry(principal, mode, member, now_ms),
         admission_entry,
-        *tokens,
+        input_estimate,
         *ended,
     ]
 
@@ -596,6 +617,45 @@ def usage_entry(principal: KeyPrincipal, mode: str, member: str, now_ms: int) ->
     if mode == "admit":
         return AdmissionStart(member, principal.key_id, principal.user_id, now_ms).to_json()
     return member.encode() if mode == "give_back" else b""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCharge:
+    """A finished request's tokens for its key's and account's token windows: the input counted
+    minus the estimate charged at admission (so possibly below zero), and the output."""
+
+    shard: int
+    keys: tuple[str, str]  # the key's token levels, the account's
+    limits: tuple[int, int, int, int]  # the key's input and output limits, the account's
+    input_tokens: int
+    output_tokens: int
+
+    def limit_pairs(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        return (self.limits[0], self.limits[1]), (self.limits[2], self.limits[3])
+
+
+def token_charge(principal: KeyPrincipal, input_correction: int, output_tokens: int) -> TokenCharge:
+    limits = Limits.of(principal)
+    *_, key_tokens, account_tokens = script_keys(principal)
+    return TokenCharge(
+        shard_for_user(principal.user_id),
+        (key_tokens, account_tokens),
+        (limits.input_tokens, limits.output_tokens, limits.account_input_tokens, limits.account_output_tokens),
+        input_correction,
+        output_tokens,
+    )
+
+
+def add_token_charges(pipe: redis.asyncio.client.Pipeline, charges: Sequence[TokenCharge], now_ms: int) -> None:
+    """One CHARGE_SCRIPT call per shard (its keys share a Cluster slot) for all of `charges`."""
+    by_shard: dict[int, tuple[list[str], list[object]]] = {}
+    for charge in charges:
+        keys, arguments = by_shard.setdefault(charge.shard, ([], [now_ms]))
+        keys.extend(charge.keys)
+        arguments.extend((*charge.limits, charge.input_tokens, charge.output_tokens))
+    for keys, arguments in by_shard.values():
+        # EVAL, not EVALSHA: a Redis that restarted has forgotten scripts, and a pipeline cannot load one midway.
+        pipe.eval(CHARGE_SCRIPT, len(keys), *keys, *arguments)
 
 
 COUNT_FIELDS = len(Counts.__slots__)
@@ -648,8 +708,7 @@ class Circuit:
 class _Call:
     keys: list[str]
     args: list[object]
-    # None for a call nobody waits for (a token charge): its answer, or failure, is dropped.
-    future: asyncio.Future[list[int]] | None = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    future: asyncio.Future[list[int]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 class ScriptPipeline:
@@ -673,11 +732,6 @@ class ScriptPipeline:
         self._waiting.append(call)
         self._send_soon()
         return await call.future
-
-    def send(self, keys: list[str], args: list[object]) -> None:
-        """A call whose answer nobody needs: it goes with the next pipeline."""
-        self._waiting.append(_Call(keys, args, future=None))
-        self._send_soon()
 
     def _send_soon(self) -> None:
         # Wait for the end of this turn of the loop, so that every decision made in it goes along.
@@ -704,12 +758,12 @@ class ScriptPipeline:
         except UNREACHABLE as exc:
             self._circuit.failed()
             for call in batch:
-                if call.future is not None and not call.future.done():
+                if not call.future.done():
                     call.future.set_exception(exc)
             return
         self._circuit.succeeded()
         for call, result in zip(batch, results, strict=True):
-            if call.future is None or call.future.done():
+            if call.future.done():
                 continue
             if isinstance(result, Exception):
                 call.future.set_exception(result)
@@ -753,16 +807,15 @@ class RedisLimiter:
 
     async def decide(self, principal: KeyPrincipal, mode: str, member: str, input_estimate: int = 0) -> Decision:
         """Decide (and, for admit, count) a request; an admission adds `input_estimate` to the
-        input token windows, corrected by `charge_tokens` once the request has ended."""
-        return await self._run(principal, mode, member, tokens=(input_estimate, 0))
+        input token windows, corrected by a TokenCharge once the request has ended."""
+        return await self._run(principal, mode, member, input_estimate=input_estimate)
 
-    def charge_tokens(self, principal: KeyPrincipal, input_correction: int, output_tokens: int) -> None:
-        """Add a finished request's tokens to its token windows: the input counted minus the
-        estimate charged at admission (so possibly less than zero), and the output. Sent with the
-        next pipeline; nobody waits for it."""
-        now_ms = int(self._clock() * 1000)
-        arguments = script_arguments(principal, "charge", "", now_ms, tokens=(input_correction, output_tokens))
-        self._pipeline.send(script_keys(principal), arguments)
+    async def charge(self, charge: TokenCharge) -> None:
+        """Add a finished request's tokens on their own; the gateway sends them in the usage
+        writer's round trip instead (`add_token_charges`)."""
+        async with self._client.pipeline(transaction=False) as pipe:
+            add_token_charges(pipe, [charge], int(self._clock() * 1000))
+            await pipe.execute()
 
     async def give_back(self, principal: KeyPrincipal, member: str, admission_entry: str = "") -> Decision:
         """Uncount an admitted request (once), free its slot and forget its admission in the usage
@@ -792,11 +845,11 @@ class RedisLimiter:
         member: str,
         backfill: int = 0,
         admission_entry: str = "",
-        tokens: tuple[int, int] = (0, 0),
+        input_estimate: int = 0,
     ) -> Decision:
         now_ms = int(self._clock() * 1000)
         ended = tuple(self._ended.pop(principal.key_id, ())) if mode == "admit" else ()
-        arguments = script_arguments(principal, mode, member, now_ms, backfill, ended, admission_entry, tokens)
+        arguments = script_arguments(principal, mode, member, now_ms, backfill, ended, admission_entry, input_estimate)
         raw = await self._pipeline.call(script_keys(principal), arguments)
         return decision_from_counts(_counts(raw), principal, now_ms, _admission_entry(raw))
 
@@ -833,11 +886,14 @@ class InProcessLimiter:
     async def decide(self, principal: KeyPrincipal, mode: str, member: str, input_estimate: int = 0) -> Decision:
         return self.decide_now(principal, mode, member, input_estimate=input_estimate)
 
-    def charge_tokens(self, principal: KeyPrincipal, input_correction: int, output_tokens: int) -> None:
+    async def charge(self, charge: TokenCharge) -> None:
+        self.charge_now(charge)
+
+    def charge_now(self, charge: TokenCharge) -> None:
         now_ms = int(self._clock() * 1000)
-        for key, (input_limit, output_limit) in self._token_keys(principal).items():
+        for key, (input_limit, output_limit) in zip(charge.keys, charge.limit_pairs(), strict=True):
             levels = self._token_levels(key, input_limit, output_limit, now_ms)
-            self._add_tokens(key, levels, (input_correction, output_tokens), now_ms)
+            self._add_tokens(key, levels, (charge.input_tokens, charge.output_tokens), now_ms)
 
     async def give_back(self, principal: KeyPrincipal, member: str, admission_entry: str = "") -> Decision:
         return self.decide_now(principal, "give_back", member)
@@ -1026,10 +1082,6 @@ class FailOpenLimiter:
 
     def release(self, principal: KeyPrincipal, member: str) -> None:
         self.inner.release(principal, member)
-
-    def charge_tokens(self, principal: KeyPrincipal, input_correction: int, output_tokens: int) -> None:
-        if self.inner.circuit.allows():  # else dropped: the token windows are a minute long
-            self.inner.charge_tokens(principal, input_correction, output_tokens)
 
     @property
     def unrecorded_admissions(self) -> int:

@@ -5,6 +5,8 @@ writer) moves the buffer on, so the client never waits for it:
 - with Redis, one script call per batch and stream appends it to the usage streams, which Celery
   drains into PostgreSQL (gateway/usage/drain.py); the admission was written there ahead of it;
 - without Redis (the embedded default), straight into the database in batches.
+The same round trip adds finished requests' tokens to their token windows (gateway/limits.py);
+without Redis the in-process limiter takes them at once.
 Refusals (answers of our own: 401, 404, 429...) are not records: each process counts them per
 hour, key, model and status, and sends the counts as one entry, with the next batch of records
 or after a second at most.
@@ -21,6 +23,7 @@ import asyncio
 import logging
 import time
 from collections import Counter, deque
+from collections.abc import Sequence
 
 import orjson
 import redis.asyncio
@@ -28,6 +31,7 @@ from django.conf import settings
 
 from accounts.live import announce_in_pipeline, announce_in_process
 from gateway.cache import in_database_thread
+from gateway.limits import TokenCharge, add_token_charges, limiter
 from gateway.redis_keys import key_concurrency_key, key_tokens_key, shard_for_user, usage_stream_key, utc_day
 from gateway.usage.clean import RECORD_FIELD, REFUSALS_FIELD, clean_records, payload_of
 from gateway.usage.record import USAGE_FIELDS, RefusalCount, UsageRecord
@@ -68,7 +72,9 @@ class RedisStreamTarget:
     def __init__(self, url: str) -> None:
         self._client = redis.asyncio.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 
-    async def write(self, records: list[UsageRecord], refusals: list[RefusalCount]) -> None:
+    async def write(
+        self, records: list[UsageRecord], refusals: list[RefusalCount], charges: Sequence[TokenCharge] = ()
+    ) -> None:
         streams = entries_by_stream(records, refusals)
         async with self._client.pipeline(transaction=False) as pipe:
             for stream, entries in streams.items():
@@ -78,6 +84,7 @@ class RedisStreamTarget:
                 # The request is over: its in-flight slot (gateway/limits.py) is freed in this same round trip.
                 pipe.zrem(key_concurrency_key(user_id=record.user_id, key_id=record.key_id), record.request_id)
             count_tokens_today(pipe, records)  # for the key's own usage endpoint, same trip
+            add_token_charges(pipe, charges, int(time.time() * 1000))  # the token windows, same trip
             announce_in_pipeline(pipe, user_ids=(record.user_id for record in records))  # live bars, same trip
             results = await pipe.execute()
         if not all(results[: len(streams)]):
@@ -131,7 +138,9 @@ def entry_payload(record: UsageRecord) -> bytes:
 class DatabaseTarget:
     """Writes records straight to the database (embedded mode, a full stream, and the last resort)."""
 
-    async def write(self, records: list[UsageRecord], refusals: list[RefusalCount]) -> None:
+    async def write(
+        self, records: list[UsageRecord], refusals: list[RefusalCount], charges: Sequence[TokenCharge] = ()
+    ) -> None:
         await in_database_thread(usage_ingest)(records=records, refusals=refusals)
         await announce_in_process(user_ids=(record.user_id for record in records))  # live bars (embedded mode)
 
@@ -149,6 +158,7 @@ class UsageWriter:
     def __init__(self) -> None:
         self.recent: deque[UsageRecord] = deque(maxlen=1_000)  # for debugging and tests
         self._buffer: deque[UsageRecord] = deque()
+        self._charges: list[TokenCharge] = []  # for the token windows, with the next round trip
         self._refusals: Counter[RefusalIdentity] = Counter()
         self._refusal_flush_due = False
         self._record_flush_due = False
@@ -167,11 +177,15 @@ class UsageWriter:
             self._flush_records_soon()
         self.recent.append(record)
 
+    def add_charge(self, charge: TokenCharge) -> None:
+        self._charges.append(charge)
+        self._flush_records_soon()
+
     def _flush_records_soon(self) -> None:
         # A few milliseconds' grace gathers the records of requests ending together into one round
         # trip, and keeps the write off the path of a client's next request (sent the moment the
         # answer arrives), letting it run while that request waits on its backend instead.
-        if len(self._buffer) >= BATCH_SIZE:
+        if len(self._buffer) >= BATCH_SIZE or len(self._charges) >= BATCH_SIZE:
             self._wake_up()
         elif not self._record_flush_due:
             self._record_flush_due = True
@@ -202,7 +216,7 @@ class UsageWriter:
 
     @property
     def pending(self) -> int:
-        return len(self._buffer) + len(self._refusals)
+        return len(self._buffer) + len(self._refusals) + len(self._charges)
 
     async def _run(self) -> None:
         if self._target is None:
@@ -211,7 +225,7 @@ class UsageWriter:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._buffer or self._refusals:
+            while self._buffer or self._refusals or self._charges:
                 if await self._write_batch(self._target):
                     delay = 0.5
                     continue
@@ -225,9 +239,11 @@ class UsageWriter:
         batch = [self._buffer.popleft() for _ in range(min(BATCH_SIZE, len(self._buffer)))]
         refusals = [RefusalCount(*identity, count) for identity, count in self._refusals.items()]
         self._refusals.clear()
+        # Tried once: a minute later they would no longer matter, and a retry could count them twice.
+        charges, self._charges = self._charges, []
         try:
             try:
-                await target.write(batch, refusals)
+                await target.write(batch, refusals, charges)
             except StreamFullError:  # a backlog: the database takes this batch, Redis keeps its memory
                 await self._fallback.write(batch, refusals)
         except Exception as exc:
@@ -263,6 +279,17 @@ def emit(record: UsageRecord) -> None:
         usage_writer.add(record)
     except Exception:
         logger.exception("usage record %s could not be buffered", record.request_id)
+
+
+def emit_token_charge(charge: TokenCharge) -> None:
+    """Hand a finished request's tokens over for its token windows; never blocks, never raises."""
+    try:
+        if settings.REDIS_URL:
+            usage_writer.add_charge(charge)
+        else:
+            limiter().charge_now(charge)
+    except Exception:
+        logger.exception("the tokens of a request could not be charged")
 
 
 def emit_refusal(*, status: int, key_id: int | None = None, user_id: int | None = None, model: str = "") -> None:

@@ -9,7 +9,15 @@ from collections.abc import AsyncIterator
 import pytest
 from django.conf import settings
 
-from gateway.limits import FIVE_HOURS_MS, MINUTE_MS, WEEK_MS, FailOpenLimiter, InProcessLimiter, RedisLimiter
+from gateway.limits import (
+    FIVE_HOURS_MS,
+    MINUTE_MS,
+    WEEK_MS,
+    FailOpenLimiter,
+    InProcessLimiter,
+    RedisLimiter,
+    token_charge,
+)
 from keys.selectors import KeyPrincipal
 from tests.servers import RedisServer
 
@@ -325,7 +333,7 @@ async def test_input_tokens_are_estimated_at_admission_and_drain_at_the_limit_pe
 async def test_the_answer_corrects_the_estimate_and_adds_its_output(limiter, clock):
     key = principal(input_tokens=10_000, output_tokens=1_000)
     await limiter.decide(key, "admit", "a", input_estimate=9_000)
-    limiter.charge_tokens(key, 300 - 9_000, 1_200)  # counted 300 input tokens, answered 1,200
+    await limiter.charge(token_charge(key, 300 - 9_000, 1_200))  # counted 300 input tokens, answered 1,200
     decision = await limiter.decide(key, "peek", "")
     assert [(window.name, window.used) for window in decision.tokens] == [
         ("input-tokens", 300),
@@ -334,7 +342,7 @@ async def test_the_answer_corrects_the_estimate_and_adds_its_output(limiter, clo
     refused = await limiter.decide(key, "admit", "b", input_estimate=10)
     assert refused.refusing_window().name == "output-tokens"
     assert refused.refusing_window().next_admission_ms == ms(clock) + 12_001
-    limiter.charge_tokens(key, -10_000, 0)  # a correction never takes a level below zero
+    await limiter.charge(token_charge(key, -10_000, 0))  # a correction never takes a level below zero
     assert (await limiter.decide(key, "peek", "")).tokens[0].used == 0
 
 
@@ -355,5 +363,5 @@ async def test_without_token_limits_no_token_window_is_kept(limiter):
     decision = await limiter.decide(key, "admit", "a", input_estimate=10**9)
     assert decision.admitted
     assert (decision.tokens, decision.account_tokens) == ((), ())
-    limiter.charge_tokens(key, 10**9, 10**9)
+    await limiter.charge(token_charge(key, 10**9, 10**9))
     assert (await limiter.decide(key, "admit", "b")).admitted
