@@ -86,9 +86,16 @@ class RedisStreamTarget:
             count_tokens_today(pipe, records)  # for the key's own usage endpoint, same trip
             add_token_charges(pipe, charges, int(time.time() * 1000))  # the token windows, same trip
             announce_in_pipeline(pipe, user_ids=(record.user_id for record in records))  # live bars, same trip
-            results = await pipe.execute()
-        if not all(results[: len(streams)]):
+            results = await pipe.execute(raise_on_error=False)
+        appended, extras = results[: len(streams)], results[len(streams) :]
+        for result in appended:
+            if isinstance(result, Exception):
+                raise result  # the batch is tried again; what did go in is stored once all the same
+        if not all(appended):
             raise StreamFullError  # the database takes the batch; what did go in is stored once all the same
+        if failed := [result for result in extras if isinstance(result, Exception)]:
+            # The records are in: a slot, a token count or a live bar is not worth sending them twice.
+            logger.warning("usage: %d commands beside the records failed, first: %r", len(failed), failed[0])
 
     async def close(self) -> None:
         await self._client.aclose()

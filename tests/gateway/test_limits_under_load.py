@@ -210,7 +210,8 @@ def rss_of(pid: int) -> dict[str, int]:
 
 def test_forty_large_bodies_at_once_stay_under_the_in_flight_ceiling(gateway):
     ceiling = 96 * MB
-    put_on_plan(gateway, "free", concurrent_requests_per_key=1000)
+    # No input token limit: a 30 MB body would fill it, and the other 39 would be refused before uploading.
+    put_on_plan(gateway, "free", concurrent_requests_per_key=1000, input_tokens_per_minute=None)
     big = {**HELLO, "messages": [{"role": "user", "content": "x" * (30 * MB)}]}
     with gateway_process_with_pid(GATEWAY_MAX_INFLIGHT_BODY_BYTES=str(ceiling)) as (base_url, pid):
         assert asyncio.run(post_all(base_url, [gateway.key], 1)) == [200]  # warm: caches, pools

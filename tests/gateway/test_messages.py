@@ -169,7 +169,9 @@ def test_upstream_rate_limit_and_organisation_headers_are_not_passed_on(gateway)
     names = {name.lower() for name in response.headers}
     assert "anthropic-organization-id" not in names
     assert response.headers["anthropic-ratelimit-requests-limit"] == "120"  # the plan's, not the backend's
-    assert not any(name.startswith("anthropic-ratelimit-tokens") for name in names)
+    # Ours (Max 20x: 1,600,000 input tokens a minute, the tighter one with this request's estimate), not the backend's.
+    assert response.headers["anthropic-ratelimit-tokens-limit"] == "1600000"
+    assert response.headers["anthropic-ratelimit-output-tokens-limit"] == "320000"
     assert not response.headers["request-id"].startswith("req_sim_")
 
 

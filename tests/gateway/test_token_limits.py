@@ -135,3 +135,22 @@ def test_the_seeded_plans_have_token_limits(db):
     limits = {plan.slug: (plan.input_tokens_per_minute, plan.output_tokens_per_minute) for plan in Plan.objects.all()}
     assert limits["free"] == (200_000, 40_000)
     assert limits["max-20x"] == (1_600_000, 320_000)
+
+
+def test_a_token_window_redis_cannot_read_never_costs_a_usage_record_twice(gateway, stream_client):
+    """A key's token levels overwritten with a value of the wrong type: both scripts fail on it.
+    The request is served (the limiter fails open), and its record is written once, not retried."""
+    from gateway.redis_keys import key_token_window_key, usage_stream_key
+    from gateway.usage.clean import RECORD_FIELD
+    from gateway.usage.writer import usage_writer
+    from keys.models import ApiKey
+
+    api_key = ApiKey.objects.get(user=gateway.user)
+    stream_client.set(key_token_window_key(user_id=gateway.user.pk, key_id=api_key.pk), "not a hash")
+    response = post(gateway, prompt(100))
+    assert response.status_code == 200
+    wait_until(lambda: usage_writer.pending == 0)
+    records = [
+        fields[RECORD_FIELD] for _, fields in stream_client.xrange(usage_stream_key(0)) if RECORD_FIELD in fields
+    ]
+    assert [b'"' + response.headers["request-id"].encode() + b'"' in record for record in records] == [True]
