@@ -37,11 +37,13 @@ from gateway.http import (
     read_body,
     request_from_scope,
 )
-from gateway.key_usage import KEY_USAGE_PATH, close_key_usage_client, key_usage_report, tokens_today
+from gateway.key_usage import KEY_USAGE_PATH, key_usage_report, tokens_today
 from gateway.limits import UNKNOWN, Decision, close_limiter, limiter, token_charge
 from gateway.ratelimit_headers import limit_headers, rate_limited
 from gateway.relay import RefusedAnswer, SseUsageReader, UpstreamAnswer, open_upstream, relayed_headers
+from gateway.request_log import RequestOutcome, request_log
 from gateway.routing import Candidate, route_table
+from gateway.side_redis import close_side_redis
 from gateway.tokens import admission_estimate, estimate_input_tokens
 from gateway.upstream_client import close_client_session
 from gateway.usage.record import UsageRecord
@@ -55,20 +57,24 @@ JSON_HEADERS: Headers = [(b"content-type", JSON_CONTENT_TYPE)]
 
 
 class Responder:
-    """Sends the response, adding the headers every /v1 response carries."""
+    """Sends the response, adding the headers every /v1 response carries, and keeps what the
+    request's log line will say (gateway/request_log.py)."""
 
-    def __init__(self, send: Send, request_id: str) -> None:
+    def __init__(self, send: Send, request: Request) -> None:
         self._asgi_send = send
-        self.request_id = request_id
+        self.request_id = request.request_id
+        self.outcome = RequestOutcome(
+            request.request_id, request.method, request.path, asyncio.get_running_loop().time()
+        )
         self.started = False
         self.limit_headers: Headers | None = None  # set once the limiter has been asked
         self.admission_entry = ""  # the usage stream entry the limiter wrote ahead, if it did
         self.decision: Decision | None = None  # the limiter's, once asked
         self.input_estimate = 0  # input tokens the admission charged, before the body was read
-        self.tokens_used = (0, 0)  # input (cache reads are free) and output tokens, once answered
 
     async def start(self, status: int, headers: Headers) -> None:
         self.started = True
+        self.outcome.status = status
         head = [*headers, *(self.limit_headers or ()), (b"request-id", self.request_id.encode())]
         # Sent once: an open stream holds its responder for minutes, 10,000 of them at once.
         self.limit_headers = self.decision = None
@@ -90,7 +96,9 @@ class Responder:
         """Correct the admission's input estimate to the tokens the answer used, and add its output."""
         if principal.input_tokens_per_minute is None and principal.output_tokens_per_minute is None:
             return  # no token windows to keep
-        used_input, used_output = self.tokens_used
+        record = self.outcome.record  # none: the request never reached a backend
+        used_input = record.input_tokens + record.cache_creation_input_tokens if record else 0
+        used_output = record.output_tokens if record else 0
         if self.input_estimate or used_output:
             emit_token_charge(token_charge(principal, used_input - self.input_estimate, used_output))
 
@@ -221,6 +229,7 @@ async def messages(request: Request, principal: KeyPrincipal, responder: Respond
         requested_model=model,
         stream=wants_stream,
     )
+    responder.outcome.record = record
 
     async def give_back() -> None:
         await give_back_if_counted(principal, "admit", responder)
@@ -245,7 +254,6 @@ async def messages(request: Request, principal: KeyPrincipal, responder: Respond
         raise
     finally:
         record.duration_ms = (time.perf_counter() - started) * 1000
-        responder.tokens_used = (record.input_tokens + record.cache_creation_input_tokens, record.output_tokens)
         emit(record)
 
 
@@ -395,6 +403,7 @@ async def serve(request: Request, receive: Receive, responder: Responder) -> Non
     except GatewayError as error:
         emit_refusal(status=error.status)  # counted, with no key to count it against
         raise
+    responder.outcome.principal = principal
     # Decided (and, for a message, counted) before the body is read, in the one round trip a
     # request has for its limits: a key over a window, or with all its slots in flight, is
     # refused without uploading anything. What turns out not to count is given back below.
@@ -474,7 +483,7 @@ async def lifespan(receive: Receive, send: Send) -> None:
             await invalidation_listener.stop()
             await close_client_session()
             await close_limiter()
-            await close_key_usage_client()
+            await close_side_redis()
             await usage_writer.close()
             await send({"type": "lifespan.shutdown.complete"})
             return
@@ -488,7 +497,7 @@ async def application(scope: Scope, receive: Receive, send: Send) -> None:
         return
     await invalidation_listener.start()  # no-op once started; servers without lifespan start it here
     request = request_from_scope(scope, new_request_id())
-    responder = Responder(send, request.request_id)
+    responder = Responder(send, request)
     try:
         await serve(request, receive, responder)
     except GatewayError as error:
@@ -498,6 +507,8 @@ async def application(scope: Scope, receive: Receive, send: Send) -> None:
     except Exception:
         logger.exception("unexpected error in request %s", request.request_id)
         await answer_with_error(responder, GatewayError(500, "Internal server error."))
+    finally:
+        request_log.add(responder.outcome)
 
 
 async def answer_with_error(responder: Responder, error: GatewayError) -> None:

@@ -106,7 +106,7 @@ class TtlCache(Generic[KeyT, ValueT]):
         self._entries.clear()
 
 
-def _with_fresh_connection(function: Callable[..., ResultT]) -> Callable[..., ResultT]:
+def with_fresh_connection(function: Callable[..., ResultT]) -> Callable[..., ResultT]:
     # The gateway runs no Django request cycle, so it closes stale connections itself.
     def run(*args: object, **kwargs: object) -> ResultT:
         close_old_connections()
@@ -121,7 +121,7 @@ def _with_fresh_connection(function: Callable[..., ResultT]) -> Callable[..., Re
 def in_database_thread(function: Callable[..., ResultT]) -> Callable[..., Awaitable[ResultT]]:
     """`function` (synchronous ORM code) made awaitable from the gateway's event loop: the one way
     the gateway reaches the database, reads and writes alike."""
-    return sync_to_async(_with_fresh_connection(function), thread_sensitive=True)
+    return sync_to_async(with_fresh_connection(function), thread_sensitive=True)
 
 
 _key_lookup_threads: ThreadPoolExecutor | None = None
@@ -138,7 +138,7 @@ def in_key_lookup_thread(function: Callable[[], ResultT]) -> Awaitable[ResultT]:
         _key_lookup_threads = ThreadPoolExecutor(
             max_workers=settings.GATEWAY_KEY_LOOKUP_THREADS, thread_name_prefix="gateway-key-lookup"
         )
-    return asyncio.get_running_loop().run_in_executor(_key_lookup_threads, _with_fresh_connection(function))
+    return asyncio.get_running_loop().run_in_executor(_key_lookup_threads, with_fresh_connection(function))
 
 
 class InvalidationListener:

@@ -11,20 +11,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import redis
-import redis.asyncio
 from django.conf import settings
 
 from gateway.cache import in_database_thread
 from gateway.limits import UNREACHABLE, Decision, Window, rfc3339
 from gateway.redis_keys import key_tokens_key, utc_day
+from gateway.side_redis import side_redis
 from gateway.usage.record import USAGE_FIELDS
 from gateway.usage.selectors import usage_key_totals
 from keys.selectors import KeyPrincipal
 
 KEY_USAGE_PATH = "/llmapi/usage"
-
-_client: redis.asyncio.Redis | None = None
 
 
 def key_usage_report(principal: KeyPrincipal, decision: Decision, tokens: dict[str, int] | None) -> dict[str, object]:
@@ -58,7 +55,7 @@ async def tokens_today(principal: KeyPrincipal) -> dict[str, int] | None:
         return await in_database_thread(_tokens_from_rollups)(principal.key_id)
     key = key_tokens_key(user_id=principal.user_id, key_id=principal.key_id, day=utc_day())
     try:
-        counts = await _redis().hgetall(key)
+        counts = await side_redis().hgetall(key)
     except UNREACHABLE:
         return None
     return {name: int(counts.get(name.encode(), 0)) for name in USAGE_FIELDS}
@@ -68,17 +65,3 @@ def _tokens_from_rollups(key_id: int) -> dict[str, int]:
     midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     totals = usage_key_totals(api_key_id=key_id, since=midnight)
     return {name: getattr(totals, name) for name in USAGE_FIELDS}
-
-
-def _redis() -> redis.asyncio.Redis:
-    global _client  # one per process, made on first use
-    if _client is None:
-        _client = redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
-    return _client
-
-
-async def close_key_usage_client() -> None:
-    global _client
-    if _client is not None:
-        await _client.aclose()
-    _client = None

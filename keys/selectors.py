@@ -28,6 +28,7 @@ class KeyPrincipal:
     concurrent_requests_per_key: int = 4
     input_tokens_per_minute: int | None = None  # None: no token limit
     output_tokens_per_minute: int | None = None
+    key_prefix: str = ""  # the key's first characters, as the dashboard shows them (logs name the key so)
 
 
 def api_key_list(*, user: User) -> QuerySet[ApiKey]:
@@ -69,4 +70,5 @@ def principal_of(api_key: ApiKey) -> KeyPrincipal:
         concurrent_requests_per_key=plan.concurrent_requests_per_key,
         input_tokens_per_minute=plan.input_tokens_per_minute,
         output_tokens_per_minute=plan.output_tokens_per_minute,
+        key_prefix=api_key.prefix,
     )

@@ -1,0 +1,85 @@
+"""GET /healthz and /readyz, for load balancers, orchestrators and rolling restarts.
+
+Outside /v1 and every quota: no key is asked for and nothing is counted. `/healthz` answers from
+the process alone (it lives, its event loop turns). `/readyz` asks what serving a request needs:
+the database (`SELECT 1`, on a thread of its own so that it never waits behind the gateway's
+other database work) and, when REDIS_URL is set, Redis (PING); each within READY_TIMEOUT_SECONDS.
+It answers 200 when all answered, else 503 naming what did not; the reason is only a kind
+("unreachable", "timeout"), never an error's text, which could name hosts or users.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import orjson
+from django.conf import settings
+from django.db import connection
+
+from gateway.cache import with_fresh_connection
+from gateway.http import Receive, Scope, Send
+from gateway.side_redis import side_redis
+
+HEALTH_PATH = "/healthz"
+READY_PATH = "/readyz"
+PROBE_PATHS = frozenset({HEALTH_PATH, READY_PATH})
+READY_TIMEOUT_SECONDS = 1.0
+METHODS = frozenset({"GET", "HEAD"})
+
+_database_thread: ThreadPoolExecutor | None = None
+
+
+async def probe_application(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["method"] not in METHODS:
+        await _answer(send, scope, 405, {"error": "Use GET or HEAD."}, [(b"allow", b"GET, HEAD")])
+    elif scope["path"] == HEALTH_PATH:
+        await _answer(send, scope, 200, {"status": "ok"})
+    else:
+        checks = await readiness()
+        ready = all(outcome == "ok" for outcome in checks.values())
+        await _answer(send, scope, 200 if ready else 503, {"status": "ok" if ready else "unavailable", **checks})
+
+
+async def readiness() -> dict[str, str]:
+    """Each dependency and how it answered: "ok", "timeout" or "unreachable"."""
+    checks: dict[str, Callable[[], Awaitable[object]]] = {"database": _database_answers}
+    if settings.REDIS_URL:
+        checks["redis"] = side_redis().ping
+    outcomes = await asyncio.gather(*(_outcome(check) for check in checks.values()))
+    return dict(zip(checks, outcomes, strict=True))
+
+
+async def _outcome(check: Callable[[], Awaitable[object]]) -> str:
+    try:
+        await asyncio.wait_for(check(), READY_TIMEOUT_SECONDS)
+    except TimeoutError:
+        return "timeout"
+    except Exception:
+        return "unreachable"
+    return "ok"
+
+
+async def _database_answers() -> None:
+    global _database_thread  # one per process, made on first use
+    if _database_thread is None:
+        _database_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-readiness")
+    await asyncio.get_running_loop().run_in_executor(_database_thread, with_fresh_connection(_select_one))
+
+
+def _select_one() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+async def _answer(send: Send, scope: Scope, status: int, payload: dict[str, str], headers=()) -> None:
+    body = orjson.dumps(payload)
+    head = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+        *headers,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
