@@ -63,9 +63,7 @@ class Responder:
     def __init__(self, send: Send, request: Request) -> None:
         self._asgi_send = send
         self.request_id = request.request_id
-        self.outcome = RequestOutcome(
-            request.request_id, request.method, request.path, asyncio.get_running_loop().time()
-        )
+        self.outcome = RequestOutcome(request.request_id, request.method, request.path, time.perf_counter())
         self.started = False
         self.limit_headers: Headers | None = None  # set once the limiter has been asked
         self.admission_entry = ""  # the usage stream entry the limiter wrote ahead, if it did

@@ -38,7 +38,7 @@ class RequestOutcome:
     request_id: str
     method: str
     path: str
-    started: float  # the event loop's clock
+    started: float  # time.perf_counter() (uvloop's own clock counts whole milliseconds)
     status: int = 0
     principal: KeyPrincipal | None = None
     record: UsageRecord | None = None  # a message's usage record, once it has one
@@ -95,14 +95,13 @@ class RequestLog:
     def add(self, outcome: RequestOutcome) -> None:
         if not settings.REQUEST_LOG:
             return
-        loop = asyncio.get_running_loop()
         if len(self._waiting) >= MAX_WAITING_LINES:
             self._dropped += 1
             return
-        self._waiting.append(format_line(line_fields(outcome, loop.time()), settings.LOG_FORMAT == "json"))
+        self._waiting.append(format_line(line_fields(outcome, time.perf_counter()), settings.LOG_FORMAT == "json"))
         if not self._flush_due:
             self._flush_due = True
-            loop.call_later(FLUSH_SECONDS, self._flush)
+            asyncio.get_running_loop().call_later(FLUSH_SECONDS, self._flush)
 
     def _flush(self) -> None:
         self._flush_due = False

@@ -37,6 +37,13 @@ def private_redis_prefix() -> Iterator[None]:
     client.close()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def quiet_request_log() -> None:
+    """No line per request in the suite's output (tests/gateway/test_request_log.py turns it on)."""
+    os.environ["REQUEST_LOG"] = "0"  # for gateway processes the tests start
+    settings.REQUEST_LOG = False
+
+
 @pytest.fixture(autouse=True)
 def fresh_auth_throttle() -> None:
     """Every test starts with no failed authentications counted against 127.0.0.1 in this process."""
