@@ -18,6 +18,7 @@ minute allowing GATEWAY_GUARD_MULTIPLIER times the plan's per-minute limit.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import math
@@ -170,6 +171,10 @@ class Limits:
 
     @classmethod
     def of(cls, principal: KeyPrincipal) -> Limits:
+        return _limits_of(principal, settings.GATEWAY_GUARD_MULTIPLIER)
+
+    @classmethod
+    def compute(cls, principal: KeyPrincipal) -> Limits:
         keys = principal.max_keys
         input_tokens = _or_no_limit(principal.input_tokens_per_minute)
         output_tokens = _or_no_limit(principal.output_tokens_per_minute)
@@ -196,6 +201,16 @@ class Limits:
             ("output-tokens", self.output_tokens, self.account_output_tokens),
         )
         return tuple(window for window in both if window[1] != NO_LIMIT)
+
+
+# A principal is cached, unchanged, until its key or plan changes: what is made from it alone is
+# made once per principal (and per setting it depends on), not once per request.
+PRINCIPALS_REMEMBERED = 10_000
+
+
+@functools.lru_cache(maxsize=PRINCIPALS_REMEMBERED)
+def _limits_of(principal: KeyPrincipal, guard_multiplier: int) -> Limits:
+    return Limits.compute(principal)
 
 
 def _or_no_limit(limit: int | None) -> int:
@@ -295,16 +310,21 @@ def guard_limit_for(principal: KeyPrincipal) -> int:
     return principal.requests_per_minute * settings.GATEWAY_GUARD_MULTIPLIER
 
 
-def script_keys(principal: KeyPrincipal) -> list[str]:
+def script_keys(principal: KeyPrincipal) -> tuple[str, ...]:
     """Every key one decision touches; all share the account's shard tag (one Cluster slot)."""
-    return [
+    return _script_keys(principal, settings.REDIS_KEY_PREFIX, settings.REDIS_SHARDS)
+
+
+@functools.lru_cache(maxsize=PRINCIPALS_REMEMBERED)
+def _script_keys(principal: KeyPrincipal, prefix: str, shards: int) -> tuple[str, ...]:
+    return (
         *key_window_keys(user_id=principal.user_id, key_id=principal.key_id),
         *account_window_keys(user_id=principal.user_id),
         key_concurrency_key(user_id=principal.user_id, key_id=principal.key_id),
         usage_stream_key(shard_for_user(principal.user_id)),
         key_token_window_key(user_id=principal.user_id, key_id=principal.key_id),
         account_token_window_key(user_id=principal.user_id),
-    ]
+    )
 
 
 # Token windows, shared by DECIDE_SCRIPT and CHARGE_SCRIPT: a hash {input, output, at} of levels
@@ -706,7 +726,7 @@ class Circuit:
 
 @dataclass(slots=True)
 class _Call:
-    keys: list[str]
+    keys: Sequence[str]
     args: list[object]
     future: asyncio.Future[list[int]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
@@ -727,7 +747,7 @@ class ScriptPipeline:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._scheduled = False
 
-    async def call(self, keys: list[str], args: list[object]) -> list[int]:
+    async def call(self, keys: Sequence[str], args: list[object]) -> list[int]:
         call = _Call(keys, args)
         self._waiting.append(call)
         self._send_soon()

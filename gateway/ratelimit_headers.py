@@ -45,11 +45,12 @@ def token_headers(windows: tuple[Window, ...]) -> Headers:
     Anthropic sends them. None without token limits: no number would be true."""
     if not windows:
         return []
-    headers: Headers = []
-    for window in windows:
-        headers += _named(TOKEN_NAMES[window.name.removeprefix("account-")], _window_values(window))
-    tightest = min(windows, key=lambda window: window.remaining / window.limit)
-    return [*_named(ALL_TOKEN_NAMES, _window_values(tightest)), *headers]
+    values = [_window_values(window) for window in windows]  # formatted once, the tightest sent twice
+    tightest = min(range(len(windows)), key=lambda index: windows[index].remaining / windows[index].limit)
+    headers = _named(ALL_TOKEN_NAMES, values[tightest])
+    for window, window_values in zip(windows, values, strict=True):
+        headers += _named(TOKEN_NAMES[window.name.removeprefix("account-")], window_values)
+    return headers
 
 
 # From this share of a window used, the unified status warns (Claude Code shows how much is left).

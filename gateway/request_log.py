@@ -99,6 +99,10 @@ class RequestLog:
             self._dropped += 1
             return
         self._waiting.append(format_line(line_fields(outcome, time.perf_counter()), settings.LOG_FORMAT == "json"))
+        self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        # Only ever on this timer: a write per FLUSH_SECONDS at most, however many requests end.
         if not self._flush_due:
             self._flush_due = True
             asyncio.get_running_loop().call_later(FLUSH_SECONDS, self._flush)
@@ -106,7 +110,7 @@ class RequestLog:
     def _flush(self) -> None:
         self._flush_due = False
         if self._writing or not self._waiting:
-            return  # the write in progress flushes again when it ends
+            return  # the write in progress schedules the next flush when it ends
         lines, self._waiting = self._waiting, []
         if self._dropped:
             lines.append(format_line({"time": utc_time(time.time()), "dropped_request_lines": self._dropped}, False))
@@ -121,7 +125,8 @@ class RequestLog:
         self._writing = False
         if not future.cancelled():
             future.exception()  # a failed write loses those lines, and is not worth a crash
-        self._flush()
+        if self._waiting or self._dropped:
+            self._flush_soon()
 
 
 def _write_to_stderr(data: bytes) -> None:
