@@ -171,10 +171,6 @@ class Limits:
 
     @classmethod
     def of(cls, principal: KeyPrincipal) -> Limits:
-        return _limits_of(principal, settings.GATEWAY_GUARD_MULTIPLIER)
-
-    @classmethod
-    def compute(cls, principal: KeyPrincipal) -> Limits:
         keys = principal.max_keys
         input_tokens = _or_no_limit(principal.input_tokens_per_minute)
         output_tokens = _or_no_limit(principal.output_tokens_per_minute)
@@ -201,16 +197,6 @@ class Limits:
             ("output-tokens", self.output_tokens, self.account_output_tokens),
         )
         return tuple(window for window in both if window[1] != NO_LIMIT)
-
-
-# A principal is cached, unchanged, until its key or plan changes: what is made from it alone is
-# made once per principal (and per setting it depends on), not once per request.
-PRINCIPALS_REMEMBERED = 10_000
-
-
-@functools.lru_cache(maxsize=PRINCIPALS_REMEMBERED)
-def _limits_of(principal: KeyPrincipal, guard_multiplier: int) -> Limits:
-    return Limits.compute(principal)
 
 
 def _or_no_limit(limit: int | None) -> int:
@@ -313,6 +299,11 @@ def guard_limit_for(principal: KeyPrincipal) -> int:
 def script_keys(principal: KeyPrincipal) -> tuple[str, ...]:
     """Every key one decision touches; all share the account's shard tag (one Cluster slot)."""
     return _script_keys(principal, settings.REDIS_KEY_PREFIX, settings.REDIS_SHARDS)
+
+
+# A principal is cached, unchanged, until its key or plan changes: its Redis keys (eleven
+# formatted strings) are made once per principal and key naming, not once per call.
+PRINCIPALS_REMEMBERED = 10_000
 
 
 @functools.lru_cache(maxsize=PRINCIPALS_REMEMBERED)
@@ -992,12 +983,8 @@ class InProcessLimiter:
     @staticmethod
     def _token_keys(principal: KeyPrincipal) -> dict[str, tuple[int, int]]:
         """The key's and the account's token levels, each with its (input, output) limits."""
-        limits = Limits.of(principal)
-        *_, key_tokens, account_tokens = script_keys(principal)
-        return {
-            key_tokens: (limits.input_tokens, limits.output_tokens),
-            account_tokens: (limits.account_input_tokens, limits.account_output_tokens),
-        }
+        charge = token_charge(principal, 0, 0)
+        return dict(zip(charge.keys, charge.limit_pairs(), strict=True))
 
     def _token_levels(self, key: str, input_limit: int, output_limit: int, now_ms: int) -> tuple[float, float]:
         input_level, output_level, at_ms = self._tokens.get(key, (0.0, 0.0, now_ms))

@@ -109,7 +109,9 @@ def count_tokens_today(pipe: redis.asyncio.client.Pipeline, records: list[UsageR
     sums: dict[str, list[int]] = {}
     for record in records:
         day = utc_day(record.ended_at)
-        counts = sums.setdefault(key_tokens_key(user_id=record.user_id, key_id=record.key_id, day=day), [0] * 4)
+        counts = sums.setdefault(
+            key_tokens_key(user_id=record.user_id, key_id=record.key_id, day=day), [0] * len(USAGE_FIELDS)
+        )
         for index, name in enumerate(USAGE_FIELDS):
             counts[index] += getattr(record, name)
     for key, counts in sums.items():
