@@ -43,6 +43,7 @@ from gateway.ratelimit_headers import limit_headers, rate_limited
 from gateway.relay import RefusedAnswer, SseUsageReader, UpstreamAnswer, open_upstream, relayed_headers
 from gateway.request_log import RequestOutcome, request_log
 from gateway.routing import Candidate, route_table
+from gateway.shutdown import shutdown_state
 from gateway.side_redis import close_side_redis
 from gateway.tokens import admission_estimate, estimate_input_tokens
 from gateway.upstream_client import close_client_session
@@ -247,7 +248,11 @@ async def messages(request: Request, principal: KeyPrincipal, responder: Respond
     except GatewayError as error:
         record.status, record.error_type = error.status, error.error_type
         raise
-    except (asyncio.CancelledError, ClientDisconnectedError):
+    except asyncio.CancelledError:
+        # Cancelled: the client left, or the shutdown's grace period ran out while it streamed.
+        record.client_disconnected = not shutdown_state.draining
+        raise
+    except ClientDisconnectedError:
         record.client_disconnected = True
         raise
     finally:
@@ -327,11 +332,25 @@ async def relay_stream(response: aiohttp.ClientResponse, responder: Responder, r
                 await responder.body(out)
     except (aiohttp.ClientError, TimeoutError) as exc:
         failure = f"The backend connection failed mid-stream ({type(exc).__name__})."
+    except asyncio.CancelledError:
+        if shutdown_state.draining:
+            await end_stream_cut_by_shutdown(responder, reader)
+        raise
     if not reader.finished:
         reader.record.error_type = reader.record.error_type or "api_error"
         event = sse_error_event("api_error", failure, responder.request_id)
         await responder.body(reader.unsent() + event)
     await responder.body(b"", more=False)
+
+
+async def end_stream_cut_by_shutdown(responder: Responder, reader: SseUsageReader) -> None:
+    """The grace period ran out mid-stream: end the stream with an error the client's SDK raises
+    (and may retry), rather than a connection that merely stops."""
+    reader.record.error_type = "overloaded_error"
+    message = "The server restarted before the stream was complete; send the request again."
+    with contextlib.suppress(ClientDisconnectedError):
+        await responder.body(reader.unsent() + sse_error_event("overloaded_error", message, responder.request_id))
+        await responder.body(b"", more=False)
 
 
 async def count_tokens(request: Request, principal: KeyPrincipal, responder: Responder) -> None:
@@ -478,11 +497,15 @@ async def lifespan(receive: Receive, send: Send) -> None:
         elif message["type"] == "lifespan.shutdown":
             if full_collections is not None:
                 full_collections.cancel()
+            unfinished = await shutdown_state.wait_for_open_requests()
+            if unfinished:
+                logger.error("shutdown: %d requests had not ended; their usage may be missing", unfinished)
             await invalidation_listener.stop()
             await close_client_session()
             await close_limiter()
             await close_side_redis()
             await usage_writer.close()
+            request_log.close()
             await send({"type": "lifespan.shutdown.complete"})
             return
 
@@ -496,16 +519,23 @@ async def application(scope: Scope, receive: Receive, send: Send) -> None:
     await invalidation_listener.start()  # no-op once started; servers without lifespan start it here
     request = request_from_scope(scope, new_request_id())
     responder = Responder(send, request)
+    shutdown_state.request_started()
     try:
         await serve(request, receive, responder)
     except GatewayError as error:
         await answer_with_error(responder, error)
     except ClientDisconnectedError:
         pass  # the client has gone; nobody to answer
+    except asyncio.CancelledError:
+        if not shutdown_state.draining:
+            raise
+        # The grace period ran out: the request has ended as well as it could, and its
+        # accounting is done; the server need not log a cancellation it asked for.
     except Exception:
         logger.exception("unexpected error in request %s", request.request_id)
         await answer_with_error(responder, GatewayError(500, "Internal server error."))
     finally:
+        shutdown_state.request_ended()
         request_log.add(responder.outcome)
 
 

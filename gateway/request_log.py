@@ -15,6 +15,7 @@ dropped and counted, and the count is written as soon as writing works again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -111,15 +112,30 @@ class RequestLog:
         self._flush_due = False
         if self._writing or not self._waiting:
             return  # the write in progress schedules the next flush when it ends
-        lines, self._waiting = self._waiting, []
-        if self._dropped:
-            lines.append(format_line({"time": utc_time(time.time()), "dropped_request_lines": self._dropped}, False))
-            self._dropped = 0
+        lines = self._take_waiting()
         if self._thread is None:
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="request-log")
         self._writing = True
         future = asyncio.get_running_loop().run_in_executor(self._thread, self._write, b"".join(lines))
         future.add_done_callback(self._written)
+
+    def close(self) -> None:
+        """At shutdown: finish the write in progress, then write what still waits, at once."""
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+            self._thread = None
+        lines = self._take_waiting()
+        if lines:
+            with contextlib.suppress(Exception):
+                self._write(b"".join(lines))
+
+    def _take_waiting(self) -> list[bytes]:
+        lines, self._waiting = self._waiting, []
+        if self._dropped:
+            dropped = {"time": utc_time(time.time()), "dropped_request_lines": self._dropped}
+            lines.append(format_line(dropped, settings.LOG_FORMAT == "json"))
+            self._dropped = 0
+        return lines
 
     def _written(self, future: asyncio.Future[None]) -> None:
         self._writing = False

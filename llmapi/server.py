@@ -32,7 +32,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 APPLICATION = "llmapi.asgi:application"
-WORKER_STOP_SECONDS = 30.0
+WORKER_STOP_MARGIN_SECONDS = 15.0  # past the grace period: for the flush of usage and request lines
 WORKER_MINIMUM_LIFE_SECONDS = 60.0  # a worker that dies sooner is not started again
 
 logger = logging.getLogger("llmapi.server")
@@ -120,6 +120,7 @@ class ServerOptions:
     keep_alive_seconds: float
     max_head_bytes: int
     head_timeout_seconds: float
+    grace_seconds: float
     trusted_proxies: tuple[str, ...]
 
 
@@ -135,6 +136,7 @@ def options_from_settings(arguments: argparse.Namespace) -> ServerOptions:
         keep_alive_seconds=settings.WEB_KEEPALIVE_SECONDS,
         max_head_bytes=settings.WEB_MAX_HEADER_BYTES,
         head_timeout_seconds=settings.WEB_HEADER_TIMEOUT_SECONDS,
+        grace_seconds=settings.WEB_GRACE_SECONDS,
         trusted_proxies=tuple(settings.TRUSTED_PROXIES),
     )
 
@@ -167,6 +169,7 @@ def uvicorn_config(options: ServerOptions) -> Any:
         backlog=options.backlog,
         limit_concurrency=options.limit_concurrency,
         timeout_keep_alive=int(options.keep_alive_seconds),
+        timeout_graceful_shutdown=options.grace_seconds,  # type: ignore[arg-type]  (a float works)
         # Only the configured proxies may name the client (X-Forwarded-For/-Proto); with none, the
         # TCP peer is the client. uvicorn would otherwise trust 127.0.0.1 by default.
         proxy_headers=bool(options.trusted_proxies),
@@ -177,13 +180,29 @@ def uvicorn_config(options: ServerOptions) -> Any:
     )
 
 
-def run_worker(options: ServerOptions) -> None:
-    """One worker process: its own socket, one uvicorn server, until SIGTERM/SIGINT."""
+def draining_server(config: Any) -> Any:
+    """A uvicorn server that tells the gateway when it starts draining (gateway/shutdown.py)."""
     import uvicorn
 
+    class DrainingServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            from gateway.shutdown import shutdown_state
+
+            shutdown_state.begin_draining()
+            super().handle_exit(sig, frame)
+
+    return DrainingServer(config)
+
+
+def run_worker(options: ServerOptions) -> None:
+    """One worker process: its own socket, one uvicorn server, until SIGTERM/SIGINT.
+
+    On SIGTERM uvicorn closes the socket, closes idle connections, lets open requests finish for
+    up to the grace period, cancels the rest, then runs the lifespan's shutdown (usage flushed).
+    """
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "llmapi.settings")
     sock = listening_socket(options.host, options.port, options.backlog)
-    uvicorn.Server(uvicorn_config(options)).run(sockets=[sock])
+    draining_server(uvicorn_config(options)).run(sockets=[sock])
 
 
 class Supervisor:
@@ -241,8 +260,9 @@ class Supervisor:
         for worker in self.workers:
             if worker.exitcode is None and worker.pid is not None:
                 os.kill(worker.pid, signal.SIGTERM)  # uvicorn finishes the requests in flight
+        deadline = time.monotonic() + self.options.grace_seconds + WORKER_STOP_MARGIN_SECONDS
         for worker in self.workers:
-            worker.join(WORKER_STOP_SECONDS)
+            worker.join(max(0.0, deadline - time.monotonic()))
             if worker.exitcode is None:
                 worker.kill()
                 worker.join()

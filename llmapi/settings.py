@@ -251,6 +251,8 @@ WEB_LIMIT_CONCURRENCY = env_int("WEB_LIMIT_CONCURRENCY", 10_000)  # connections 
 WEB_KEEPALIVE_SECONDS = env_int("WEB_KEEPALIVE_SECONDS", 75)  # longer than nginx's upstream keepalive_timeout
 WEB_MAX_HEADER_BYTES = env_int("WEB_MAX_HEADER_BYTES", 256 * 1024)
 WEB_HEADER_TIMEOUT_SECONDS = env_float("WEB_HEADER_TIMEOUT_SECONDS", 30.0)
+# On SIGTERM a worker stops accepting and lets open requests (streams) finish for this long, then ends them.
+WEB_GRACE_SECONDS = env_float("WEB_GRACE_SECONDS", 300.0)
 
 # Usage: how long raw events are kept (rollups stay), when a dead drain's entries are taken over, and how many
 # records a gateway process holds while Redis is away before writing them to the database itself.

@@ -18,7 +18,6 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 
 import redis
@@ -166,41 +165,65 @@ def database_url_of_tests() -> str:
     return f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
 
 
-@dataclass
 class WebServer:
-    """The production launcher (python -m llmapi.server) and its worker processes."""
+    """The production launcher (python -m llmapi.server) and its worker processes, on one port.
 
-    base_url: str
-    port: int
-    process: subprocess.Popen
+    `stop()` sends SIGTERM (the launcher drains its workers) and waits; `start()` again serves
+    on the same port, as a rolling restart does.
+    """
+
+    def __init__(self, workers: int, env: dict[str, str]) -> None:
+        self.workers = workers
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.address = f"127.0.0.1:{self.port}"
+        self._env = {**os.environ, "DATABASE_URL": database_url_of_tests(), "DEBUG": "0", "LOG_LEVEL": "WARNING", **env}
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> WebServer:
+        command = [sys.executable, "-m", "llmapi.server", "--host", "127.0.0.1", "--port", str(self.port)]
+        self.process = subprocess.Popen(
+            [*command, "--workers", str(self.workers)], cwd=PROJECT_DIR, env=self._env, start_new_session=True
+        )
+        wait_for_http(self.base_url + "/readyz", self.process, timeout=120)
+        wait_until(lambda: len(self.worker_pids()) == self.workers and all_listening(self.port, self.workers), 120)
+        return self
+
+    def stop(self, timeout: float = 40) -> int:
+        """SIGTERM, as systemd stops a service; the launcher's exit code."""
+        assert self.process is not None
+        self.process.terminate()
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(self.process)
+            raise
+        finally:
+            self.process = None
 
     def worker_pids(self) -> list[int]:
         """The uvicorn workers: the launcher's children, less multiprocessing's resource tracker."""
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
-        return [int(pid) for pid in children if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert self.process is not None
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return [
+            int(child) for child in children if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes()
+        ]
+
+
+def is_resource_tracker(pid: str) -> bool:
+    return b"resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes()
 
 
 @contextmanager
 def web_server(workers: int, **env: str) -> Iterator[WebServer]:
     """`python -m llmapi.server` on the test database, as production runs it; `env` overrides settings."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "llmapi.server", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
-        cwd=PROJECT_DIR,
-        env={**os.environ, "DATABASE_URL": database_url_of_tests(), "DEBUG": "0", "LOG_LEVEL": "WARNING", **env},
-        start_new_session=True,
-    )
-    server = WebServer(f"http://127.0.0.1:{port}", port, process)
+    server = WebServer(workers, env)
     try:
-        wait_for_http(server.base_url + "/v1/models", process, timeout=120)
-        wait_until(lambda: len(server.worker_pids()) == workers and all_listening(port, workers), timeout=120)
-        yield server
+        yield server.start()
     finally:
-        process.terminate()  # the launcher stops its workers
-        try:
-            process.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            kill_group(process)
+        if server.process is not None:
+            server.stop()
 
 
 def all_listening(port: int, count: int) -> bool:
@@ -234,7 +257,7 @@ class NginxServer:
     127.0.0.1 and the ports and timeouts a test gives; everything else is the file as shipped.
     """
 
-    def __init__(self, directory: Path, upstream_address: str, timeouts: dict[str, str]) -> None:
+    def __init__(self, directory: Path, upstream_addresses: list[str], timeouts: dict[str, str]) -> None:
         if not Path(NGINX).exists():
             raise RuntimeError("nginx is not installed: apt-get install -y nginx-light")
         self.directory = directory
@@ -245,8 +268,10 @@ class NginxServer:
         self.error_log = directory / "error.log"
         key = directory / "key.pem"
         write_self_signed_certificate(self.certificate, key)
-        site = render_site(upstream_address, self.certificate, key, self.https_port, self.http_port, timeouts)
-        (directory / "llmapi.conf").write_text(site)
+        self.site = directory / "llmapi.conf"
+        self.site.write_text(
+            render_site(upstream_addresses, self.certificate, key, self.https_port, self.http_port, timeouts)
+        )
         (directory / "nginx.conf").write_text(self._main_configuration())
         self._process: subprocess.Popen | None = None
 
@@ -264,7 +289,7 @@ class NginxServer:
             f"{temp}"
             # An operator's broad gzip setting: the site must still never compress its API answers.
             "    gzip on;\n    gzip_types text/event-stream application/json;\n"
-            f"    include {self.directory / 'llmapi.conf'};\n}}\n"
+            f"    include {self.site};\n}}\n"
         )
 
     def start(self) -> NginxServer:
@@ -284,6 +309,35 @@ class NginxServer:
         wait_until(self._accepts)
         return self
 
+    def take_out(self, address: str) -> None:
+        """Mark one web server `down` and reload, as docs/operations.md's rolling restart does."""
+        self._edit_site(f"server {address};", f"server {address} down;")
+
+    def put_back(self, address: str) -> None:
+        self._edit_site(f"server {address} down;", f"server {address};")
+
+    def _edit_site(self, line: str, replacement: str) -> None:
+        site = self.site.read_text()
+        assert site.count(line) == 1, f"{line!r} is not in the site once"
+        self.site.write_text(site.replace(line, replacement))
+        self.reload()
+
+    def reload(self) -> None:
+        """nginx -s reload, then wait until a worker of the new configuration runs."""
+        assert self._process is not None
+        before = set(self._worker_pids())
+        subprocess.run(
+            [NGINX, "-p", str(self.directory), "-c", str(self.directory / "nginx.conf"), "-s", "reload"],
+            check=True,
+            capture_output=True,
+        )
+        wait_until(lambda: bool(set(self._worker_pids()) - before))
+
+    def _worker_pids(self) -> list[str]:
+        assert self._process is not None
+        pid = self._process.pid
+        return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+
     def _accepts(self) -> bool:
         if self._process is not None and self._process.poll() is not None:
             raise RuntimeError(f"nginx exited: {self._process.stderr.read().decode() if self._process.stderr else ''}")
@@ -302,17 +356,25 @@ class NginxServer:
 
 
 def render_site(
-    upstream_address: str, certificate: Path, key: Path, https_port: int, http_port: int, timeouts: dict[str, str]
+    upstream_addresses: list[str],
+    certificate: Path,
+    key: Path,
+    https_port: int,
+    http_port: int,
+    timeouts: dict[str, str],
 ) -> str:
     """The shipped template with envsubst's substitutions, loopback ports and the test's timeouts.
 
-    `timeouts` maps directives as shipped (`client_header_timeout 10s;`) to the test's.
+    Several `upstream_addresses` become a `server` line each, as docs/operations.md says to write
+    them for several web processes. `timeouts` maps directives as shipped
+    (`client_header_timeout 10s;`) to the test's.
     """
-    site = string.Template(NGINX_TEMPLATE.read_text()).safe_substitute(
+    servers = "\n    ".join(f"server {address};" for address in upstream_addresses)
+    site = NGINX_TEMPLATE.read_text().replace("server ${LLMAPI_WEB_ADDRESS};", servers)
+    site = string.Template(site).safe_substitute(
         LLMAPI_SERVER_NAME="localhost",
         LLMAPI_TLS_CERTIFICATE=str(certificate),
         LLMAPI_TLS_CERTIFICATE_KEY=str(key),
-        LLMAPI_WEB_ADDRESS=upstream_address,
     )
     site = re.sub(r"\n\s*listen \[::\]:\d+[^;]*;", "", site)
     site = site.replace("listen 443 ", f"listen 127.0.0.1:{https_port} ").replace(

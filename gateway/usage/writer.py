@@ -227,15 +227,19 @@ class UsageWriter:
     def pending(self) -> int:
         return len(self._buffer) + len(self._refusals) + len(self._charges)
 
-    async def _run(self) -> None:
+    def _the_target(self) -> Target:
         if self._target is None:
             self._target = RedisStreamTarget(settings.REDIS_URL) if settings.REDIS_URL else DatabaseTarget()
+        return self._target
+
+    async def _run(self) -> None:
+        target = self._the_target()
         delay = 0.5
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._buffer or self._refusals or self._charges:
-                if await self._write_batch(self._target):
+                if await self._write_batch(target):
                     delay = 0.5
                     continue
                 if len(self._buffer) > settings.USAGE_BUFFER_LIMIT:
@@ -268,7 +272,7 @@ class UsageWriter:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        target = self._target or self._fallback
+        target = self._the_target()  # the stream, even when nothing was written before shutdown
         while self._buffer or self._refusals:
             if not await self._write_batch(target) and not await self._write_batch(self._fallback):
                 logger.error("usage: %d records could not be written at shutdown", len(self._buffer))

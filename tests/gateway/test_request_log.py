@@ -98,3 +98,17 @@ def test_a_stalled_reader_costs_a_bounded_number_of_lines_and_the_loss_is_told(m
     written_ids = {word.removeprefix("request_id=") for word in text.split() if word.startswith("request_id=")}
     dropped = int(text.split("dropped_request_lines=")[1].split()[0])
     assert (len(written_ids), dropped) == (101, 249)  # the stalled line, 100 waiting; the rest counted
+
+
+def test_lines_still_waiting_are_written_at_shutdown(settings):
+    settings.REQUEST_LOG, settings.LOG_FORMAT = True, "json"
+    chunks: list[bytes] = []
+    log = RequestLog(write=chunks.append)
+
+    async def end_requests_then_shut_down() -> None:
+        for number in range(3):
+            log.add(RequestOutcome(f"req_{number}", "POST", "/v1/messages", time.perf_counter(), status=200))
+        log.close()  # before the flush timer: nothing had been written yet
+
+    asyncio.run(end_requests_then_shut_down())
+    assert [line["request_id"] for line in lines_of(chunks)] == ["req_0", "req_1", "req_2"]

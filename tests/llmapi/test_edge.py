@@ -40,7 +40,7 @@ def web(django_db_setup, django_db_blocker) -> Iterator[WebServer]:
 
 @pytest.fixture(scope="module")
 def nginx(web: WebServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NginxServer]:
-    server = NginxServer(tmp_path_factory.mktemp("nginx"), f"127.0.0.1:{web.port}", TEST_TIMEOUTS).start()
+    server = NginxServer(tmp_path_factory.mktemp("nginx"), [web.address], TEST_TIMEOUTS).start()
     yield server
     server.stop()
 
