@@ -219,6 +219,7 @@ def gateway_env(database_url: str, redis_url: str, run_id: str) -> dict[str, str
         "REDIS_URL": redis_url,
         "REDIS_KEY_PREFIX": run_id,
         "LOG_LEVEL": "WARNING",
+        "METRICS_TOKEN": secrets.token_urlsafe(16),  # metrics on, as production runs (request lines are on too)
     }
 
 

@@ -39,6 +39,7 @@ from gateway.http import (
 )
 from gateway.key_usage import KEY_USAGE_PATH, key_usage_report, tokens_today
 from gateway.limits import UNKNOWN, Decision, close_limiter, limiter, token_charge
+from gateway.metrics import OPEN_STREAMS
 from gateway.ratelimit_headers import limit_headers, rate_limited
 from gateway.relay import RefusedAnswer, SseUsageReader, UpstreamAnswer, open_upstream, relayed_headers
 from gateway.request_log import RequestOutcome, request_log
@@ -83,6 +84,8 @@ class Responder:
         """Ask the limiter (mode admit, guard or peek); refuse with 429 if it says no."""
         decision = await limiter().decide(principal, mode, self.request_id, input_estimate)
         self.decision = decision
+        self.outcome.limiter_mode = mode
+        self.outcome.limiter_outcome = limiter_outcome(decision)
         self.limit_headers = limit_headers(decision)
         self.admission_entry = decision.admission_entry
         if not decision.admitted:
@@ -120,6 +123,12 @@ class Responder:
     async def error(self, error: GatewayError) -> None:
         body = error_body(error.error_type, error.message, self.request_id)
         await self.whole(error.status, [*JSON_HEADERS, *error.headers], body)
+
+
+def limiter_outcome(decision: Decision) -> str:
+    if decision is UNKNOWN:  # Redis unreachable: failing open
+        return "unchecked"
+    return "admitted" if decision.admitted else "refused"
 
 
 Endpoint = Callable[[Request, KeyPrincipal, Responder], Awaitable[None]]
@@ -324,6 +333,11 @@ def read_message_usage(body: bytes, record: UsageRecord, shown_model: str | None
 
 
 async def relay_stream(response: aiohttp.ClientResponse, responder: Responder, reader: SseUsageReader) -> None:
+    with OPEN_STREAMS.track_inprogress():
+        await relay_events(response, responder, reader)
+
+
+async def relay_events(response: aiohttp.ClientResponse, responder: Responder, reader: SseUsageReader) -> None:
     await responder.start(response.status, relayed_headers(response))
     failure = "The backend stream ended before message_stop."
     try:

@@ -18,6 +18,7 @@ from django.conf import settings
 
 from gateway.errors import GatewayError
 from gateway.http import Request
+from gateway.metrics import upstream_failed
 from gateway.providers import anthropic
 from gateway.routing import Candidate, Credential, health
 from gateway.services import upstream_credential_disable
@@ -126,6 +127,7 @@ async def open_upstream(
             response = await _send(request, attempt, body_for(attempt.candidate))
         except (aiohttp.ClientError, TimeoutError) as exc:
             health.record_failure(upstream)
+            upstream_failed(upstream.name, "unreachable")
             failures.append(f"{upstream.name}: {type(exc).__name__}")
             logger.warning("upstream %s unreachable for %s: %r", upstream.name, request.request_id, exc)
             continue
@@ -136,6 +138,7 @@ async def open_upstream(
             disabled_a_credential |= await _refused_credential(
                 attempt, response, request.request_id, may_disable=not disabled_a_credential
             )
+            upstream_failed(upstream.name, "credential_refused")
             failures.append(f"{upstream.name}: credential refused")
             continue
         if status in RETRYABLE_STATUSES:
@@ -145,6 +148,7 @@ async def open_upstream(
                 health.cool_down(attempt.credential, wait or settings.GATEWAY_DEFAULT_COOLDOWN_SECONDS)
             else:
                 health.record_failure(upstream)
+            upstream_failed(upstream.name, str(status))
             last_refusal = RefusedAnswer(status, _retry_after_header(wait), body)
             failures.append(f"{upstream.name}: {status}")
             logger.info("upstream %s answered %s for %s", upstream.name, status, request.request_id)

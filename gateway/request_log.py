@@ -6,10 +6,11 @@ as, the tokens the answer reported, the time to the first token and the whole du
 credential, a header's value or a body. LOG_FORMAT=json makes each line a JSON object (as every
 other log line then is, llmapi/logging_format.py); otherwise `key=value` words.
 
-Lines are gathered and written together at most every FLUSH_SECONDS by one background thread, so
-that a request never pays for a write and a slow reader of standard error never stalls the event
-loop. If the reader stops altogether, at most MAX_WAITING_LINES wait; past that, lines are
-dropped and counted, and the count is written as soon as writing works again.
+Finished requests are gathered and handed over at most every FLUSH_SECONDS to one background
+thread, which formats and writes their lines and counts them in the metrics (gateway/metrics.py):
+a request never pays for either, and a slow reader of standard error never stalls the event loop.
+If the reader stops altogether, at most MAX_WAITING_LINES wait; past that, requests are dropped
+from the log and counted, and the count is written as soon as writing works again.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 import orjson
 from django.conf import settings
 
+from gateway.metrics import count_finished_requests, metrics_enabled
 from gateway.usage.record import UsageRecord
 from keys.selectors import KeyPrincipal
 from llmapi.logging_format import utc_time
@@ -40,19 +42,23 @@ class RequestOutcome:
     method: str
     path: str
     started: float  # time.perf_counter() (uvloop's own clock counts whole milliseconds)
+    ended: float = 0.0  # the same clock
+    ended_at: float = 0.0  # time.time()
     status: int = 0
+    limiter_mode: str = ""  # admit, guard or peek, once the limiter was asked
+    limiter_outcome: str = ""  # admitted, refused or unchecked
     principal: KeyPrincipal | None = None
     record: UsageRecord | None = None  # a message's usage record, once it has one
 
 
-def line_fields(outcome: RequestOutcome, ended: float) -> dict[str, object]:
+def line_fields(outcome: RequestOutcome) -> dict[str, object]:
     fields: dict[str, object] = {
-        "time": utc_time(time.time()),
+        "time": utc_time(outcome.ended_at),
         "request_id": outcome.request_id,
         "method": outcome.method,
         "path": outcome.path,
         "status": outcome.status,
-        "duration_ms": round((ended - outcome.started) * 1000, 1),
+        "duration_ms": round((outcome.ended - outcome.started) * 1000, 1),
     }
     if outcome.principal is not None:
         fields["key"] = outcome.principal.key_prefix
@@ -83,23 +89,24 @@ def format_line(fields: dict[str, object], as_json: bool) -> bytes:
 
 
 class RequestLog:
-    """The process's request lines, on their way to standard error."""
+    """The process's finished requests, on their way to standard error and the metrics."""
 
     def __init__(self, write=None) -> None:
         self._write = write or _write_to_stderr
-        self._waiting: list[bytes] = []
+        self._waiting: list[RequestOutcome] = []
         self._dropped = 0
         self._flush_due = False
         self._writing = False
         self._thread: ThreadPoolExecutor | None = None
 
     def add(self, outcome: RequestOutcome) -> None:
-        if not settings.REQUEST_LOG:
+        if not (settings.REQUEST_LOG or metrics_enabled()):
             return
         if len(self._waiting) >= MAX_WAITING_LINES:
             self._dropped += 1
             return
-        self._waiting.append(format_line(line_fields(outcome, time.perf_counter()), settings.LOG_FORMAT == "json"))
+        outcome.ended, outcome.ended_at = time.perf_counter(), time.time()
+        self._waiting.append(outcome)
         self._flush_soon()
 
     def _flush_soon(self) -> None:
@@ -110,32 +117,38 @@ class RequestLog:
 
     def _flush(self) -> None:
         self._flush_due = False
-        if self._writing or not self._waiting:
+        if self._writing or not (self._waiting or self._dropped):
             return  # the write in progress schedules the next flush when it ends
-        lines = self._take_waiting()
         if self._thread is None:
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="request-log")
         self._writing = True
-        future = asyncio.get_running_loop().run_in_executor(self._thread, self._write, b"".join(lines))
+        future = asyncio.get_running_loop().run_in_executor(self._thread, self._hand_over, *self._take_waiting())
         future.add_done_callback(self._written)
 
     def close(self) -> None:
-        """At shutdown: finish the write in progress, then write what still waits, at once."""
+        """At shutdown: finish the write in progress, then hand over what still waits, at once."""
         if self._thread is not None:
             self._thread.shutdown(wait=True)
             self._thread = None
-        lines = self._take_waiting()
-        if lines:
-            with contextlib.suppress(Exception):
-                self._write(b"".join(lines))
+        with contextlib.suppress(Exception):
+            self._hand_over(*self._take_waiting())
 
-    def _take_waiting(self) -> list[bytes]:
-        lines, self._waiting = self._waiting, []
-        if self._dropped:
-            dropped = {"time": utc_time(time.time()), "dropped_request_lines": self._dropped}
-            lines.append(format_line(dropped, settings.LOG_FORMAT == "json"))
-            self._dropped = 0
-        return lines
+    def _take_waiting(self) -> tuple[list[RequestOutcome], int]:
+        taken = self._waiting, self._dropped
+        self._waiting, self._dropped = [], 0
+        return taken
+
+    def _hand_over(self, outcomes: list[RequestOutcome], dropped: int) -> None:
+        """In the thread: count the requests, then write their lines."""
+        if metrics_enabled():
+            count_finished_requests(outcomes)
+        if settings.REQUEST_LOG:
+            as_json = settings.LOG_FORMAT == "json"
+            lines = [format_line(line_fields(outcome), as_json) for outcome in outcomes]
+            if dropped:
+                lines.append(format_line({"time": utc_time(time.time()), "dropped_request_lines": dropped}, as_json))
+            if lines:
+                self._write(b"".join(lines))
 
     def _written(self, future: asyncio.Future[None]) -> None:
         self._writing = False

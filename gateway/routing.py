@@ -17,6 +17,7 @@ from fnmatch import fnmatchcase
 
 from django.conf import settings
 
+from gateway import metrics
 from gateway.cache import TtlCache, in_database_thread
 from gateway.models import ModelRoute, Upstream
 from llmapi.invalidation import add_local_listener
@@ -237,13 +238,17 @@ class HealthBoard:
         )
 
     def cool_down(self, credential: Credential, seconds: float) -> None:
-        self._credential_rest_until[credential.id] = time.monotonic() + seconds
+        until = time.monotonic() + seconds
+        self._credential_rest_until[credential.id] = until
+        metrics.credential_resting(credential.id, until)
 
     def record_failure(self, upstream: UpstreamInfo) -> None:
         failures = self._consecutive_failures.get(upstream.id, 0) + 1
         self._consecutive_failures[upstream.id] = failures
         if failures >= settings.GATEWAY_CIRCUIT_FAILURES:
-            self._circuit_open_until[upstream.id] = time.monotonic() + settings.GATEWAY_CIRCUIT_OPEN_SECONDS
+            until = time.monotonic() + settings.GATEWAY_CIRCUIT_OPEN_SECONDS
+            self._circuit_open_until[upstream.id] = until
+            metrics.circuit_opened(upstream.name, until)
 
     def record_refusal(self, credential: Credential, request_id: str) -> int:
         """A 401 for this credential: it rests; returns the distinct requests refused within the window."""
@@ -261,8 +266,8 @@ class HealthBoard:
     def record_success(self, upstream: UpstreamInfo, credential: Credential) -> None:
         # A credential that works again was refused by a passing fault: its count starts over.
         self.forget_refusals(credential)
-        if self._consecutive_failures.pop(upstream.id, None):
-            self._circuit_open_until.pop(upstream.id, None)
+        if self._consecutive_failures.pop(upstream.id, None) and self._circuit_open_until.pop(upstream.id, None):
+            metrics.circuit_closed(upstream.name)
 
     def reset(self) -> None:
         self._turns.clear()

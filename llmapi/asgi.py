@@ -1,5 +1,6 @@
 """The one ASGI application: `/v1/*` (and a key's own /llmapi/usage) goes to the gateway, the
-health probes to gateway/health.py, WebSockets to Channels, everything else to Django.
+health probes to gateway/health.py, /metrics to gateway/metrics.py, WebSockets to Channels,
+everything else to Django.
 
 The gateway is a plain ASGI application beside Django (DESIGN.md, the hot-path rules): its
 requests never pass through Django's request handling or middleware. WebSockets (the overview's
@@ -26,6 +27,7 @@ from accounts.consumers import UsageConsumer  # noqa: E402
 from gateway.app import application as gateway_application  # noqa: E402
 from gateway.health import PROBE_PATHS, probe_application  # noqa: E402
 from gateway.key_usage import KEY_USAGE_PATH  # noqa: E402
+from gateway.metrics import METRICS_PATH, metrics_application  # noqa: E402
 
 GATEWAY_PREFIX = "/v1"
 
@@ -46,6 +48,8 @@ async def application(scope, receive, send) -> None:
         await gateway_application(scope, receive, send)
     elif scope["type"] == "http" and scope["path"] in PROBE_PATHS:
         await probe_application(scope, receive, send)
+    elif scope["type"] == "http" and scope["path"] == METRICS_PATH:
+        await metrics_application(scope, receive, send)
     elif scope["type"] == "websocket":
         await websocket_application(scope, receive, send)
     else:

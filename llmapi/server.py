@@ -20,13 +20,16 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -243,6 +246,7 @@ class Supervisor:
         for index, worker in enumerate(self.workers):
             if worker.exitcode is None or self.stopping:
                 continue
+            forget_metrics_of(worker.pid)
             lived = time.monotonic() - self.started_at.pop(worker.pid, 0.0)
             if lived < WORKER_MINIMUM_LIFE_SECONDS:
                 # Dying at once is a configuration fault; starting it again would only loop.
@@ -266,6 +270,29 @@ class Supervisor:
             if worker.exitcode is None:
                 worker.kill()
                 worker.join()
+
+
+def prepare_metrics_directory() -> Path | None:
+    """The directory the workers share their metrics in (gateway/metrics.py), emptied: values of
+    an earlier run must not count. Made here unless PROMETHEUS_MULTIPROC_DIR names one; returns
+    the directory made, for removal at exit."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        Path(given).mkdir(parents=True, exist_ok=True)
+        for stale in Path(given).glob("*.db"):
+            stale.unlink()
+        return None
+    made = Path(tempfile.mkdtemp(prefix="llmapi-metrics-"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(made)  # the workers inherit it
+    return made
+
+
+def forget_metrics_of(pid: int | None) -> None:
+    """A dead worker's open streams and backend states no longer hold (its counters still count)."""
+    from prometheus_client import multiprocess
+
+    if pid is not None:
+        multiprocess.mark_process_dead(pid)
 
 
 def check_address_is_free(options: ServerOptions) -> None:
@@ -294,7 +321,12 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--workers must be at least 1")
     check_address_is_free(options)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    return Supervisor(options).run()
+    metrics_directory = prepare_metrics_directory()
+    try:
+        return Supervisor(options).run()
+    finally:
+        if metrics_directory is not None:
+            shutil.rmtree(metrics_directory, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -357,6 +357,8 @@ if LOG_FORMAT not in {"plain", "json"}:
     raise ImproperlyConfigured("LOG_FORMAT must be plain or json")
 # One line per /v1 request on standard error (gateway/request_log.py).
 REQUEST_LOG = env_bool("REQUEST_LOG", default=True)
+# GET /metrics answers a scraper sending `Authorization: Bearer <METRICS_TOKEN>`; unset, metrics are off (404).
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

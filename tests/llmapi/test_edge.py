@@ -244,3 +244,10 @@ def socket_inodes_of(pid: int) -> set[str]:
         if target.startswith("socket:["):
             inodes.add(target.removeprefix("socket:[").removesuffix("]"))
     return inodes
+
+
+def test_the_metrics_are_not_served_to_the_internet(nginx):
+    with httpx.Client(verify=tls_context(nginx), timeout=10) as client:
+        reply = client.get(nginx.base_url + "/metrics", headers={"authorization": "Bearer anything"})
+    assert reply.status_code == 404
+    assert b"nginx" in reply.content  # nginx's own page: the request never reached a worker
