@@ -31,6 +31,7 @@ from gateway.usage.selectors import (
 )
 from keys.models import ApiKey
 from keys.selectors import api_key_list
+from llmapi.database_router import reads_from_replica
 from plans.selectors import plan_for_user
 
 REQUEST_SERIES = [Series("requests", "Requests")]
@@ -82,6 +83,7 @@ def usage_filter_form(request: HttpRequest, *, now: datetime) -> UsageFilterForm
 
 @require_GET
 @login_required
+@reads_from_replica
 def usage(request: HttpRequest) -> HttpResponse:
     now = datetime.now(UTC)
     form = usage_filter_form(request, now=now)
@@ -147,6 +149,7 @@ def tokens_chart(*, period: Period, series: list[tuple[datetime, UsageTotals]]) 
 
 @require_GET
 @login_required
+@reads_from_replica
 def usage_export(request: HttpRequest) -> HttpResponse:
     """The period's rollups as CSV, one row per hour or day, key and model, with the usage page's filters.
 

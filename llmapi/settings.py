@@ -99,6 +99,11 @@ TEMPLATES = [
 # Database: PostgreSQL in production and tests; an SQLite file beside manage.py by default.
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))}
+# A PostgreSQL replica for the dashboard's usage reports (llmapi/database_router.py); unset: all on the primary.
+DATABASE_REPLICA_URL = env_str("DATABASE_REPLICA_URL", "")
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = dj_database_url.parse(DATABASE_REPLICA_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))
+DATABASE_ROUTERS = ["llmapi.database_router.ReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Redis: limits, caches, the usage stream and Celery's broker. Unset: in-process fallbacks.
