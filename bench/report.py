@@ -251,6 +251,13 @@ def more_table(results: Results) -> list[str]:
         ],
         ["gateway CPU per stream request (20 deltas), 64 clients", f"{spread(results.stream_cpu_ms, 3)} ms"],
         [
+            "Claude Code-sized requests, 64 clients, against a bare Python pass-through (uvicorn + aiohttp, "
+            "parsing the body; bench/passthrough.py): its CPU per request / its throughput / the gateway's "
+            "throughput as a share of it",
+            f"{spread(results.large_passthrough_cpu_ms, 3)} ms / {spread(results.large_passthrough_rps, 0)} req/s / "
+            f"{number(results.large_share_of_passthrough.median * 100, 0)}%",
+        ],
+        [
             "time to first byte, 1 client, p99: direct / gateway",
             f"{spread(results.ttfb_p99_ms.direct, 3)} / {spread(results.ttfb_p99_ms.gateway, 3)} ms",
         ],

@@ -81,6 +81,9 @@ class Results:
     large_rps: Paired = field(default_factory=Paired)  # Claude Code-sized requests (bench/bodies.py)
     large_cpu_ms: Repeats = field(default_factory=Repeats)
     large_share_of_direct: Repeats = field(default_factory=Repeats)  # gateway / direct throughput, turn by turn
+    large_passthrough_rps: Repeats = field(default_factory=Repeats)  # the bare pass-through (bench/passthrough.py)
+    large_passthrough_cpu_ms: Repeats = field(default_factory=Repeats)
+    large_share_of_passthrough: Repeats = field(default_factory=Repeats)  # gateway / pass-through, turn by turn
     ttfb_p50_ms: Paired = field(default_factory=Paired)
     ttfb_p99_ms: Paired = field(default_factory=Paired)
     errors: dict[str, int] = field(default_factory=dict)  # failed requests per measurement

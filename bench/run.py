@@ -194,6 +194,11 @@ class Rig:
     def gateway(self, kind: str = "production") -> GatewayServer:
         return GatewayServer(kind, free_port(), self.env, self.tmp).start()
 
+    def passthrough(self) -> GatewayServer:
+        """The bare Python pass-through to the same upstream (bench/passthrough.py)."""
+        env = {**self.env, "PASSTHROUGH_UPSTREAM": self.nginx.base_url}
+        return GatewayServer("passthrough", free_port(), env, self.tmp).start()
+
     def clean_redis(self) -> None:
         """Drop the run's limiter windows and usage stream (the usage grows with every request)."""
         delete_redis_keys(self.env["REDIS_URL"], self.env["REDIS_KEY_PREFIX"])
@@ -389,8 +394,10 @@ def streams_phase(rig: Rig, options: Options, results: Results) -> None:
 def request_phase(rig: Rig, options: Options, results: Results) -> None:
     """A fresh gateway under the production launcher: first byte, latency, throughput, CPU, profile."""
     server = rig.gateway()
+    passthrough_server = rig.passthrough()
     try:
         gateway = Target("gateway", server.base_url, rig.keys, server)
+        passthrough = Target("pass-through", passthrough_server.base_url, [], passthrough_server)
         direct = rig.direct()
         warm_up(rig, gateway)
         for turn in range(options.repeats):
@@ -427,22 +434,34 @@ def request_phase(rig: Rig, options: Options, results: Results) -> None:
             results.stream_rps.add(stream_direct.wrk.rate, stream.wrk.rate)
             results.stream_cpu_ms.add(stream.cpu_ms_per_request)
             results.count_errors("stream, 64 clients", stream.wrk.errors)
-            large_requests(rig, options, results, direct=direct, gateway=gateway)
+            large_requests(rig, options, results, direct=direct, gateway=gateway, passthrough=passthrough)
         if options.profile:
             profile(rig, options, results, gateway)
         results.after_load_rss_mb = settle_rss(server)
     finally:
+        passthrough_server.stop()
         server.stop()
 
 
-def large_requests(rig: Rig, options: Options, results: Results, *, direct: Target, gateway: Target) -> None:
-    """Claude Code-sized requests (about 48 KB), direct and through the gateway, 64 clients each."""
+def large_requests(
+    rig: Rig, options: Options, results: Results, *, direct: Target, gateway: Target, passthrough: Target
+) -> None:
+    """Claude Code-sized requests (about 48 KB), direct, through the bare pass-through and through
+    the gateway, 64 clients each."""
     run = partial(load, path=MESSAGES, body_file=rig.body_large, connections=64, seconds=options.seconds)
-    large_direct, large = run(direct), run(gateway)
+    large_direct, large_passthrough, large = run(direct), run(passthrough), run(gateway)
     results.large_rps.add(large_direct.wrk.rate, large.wrk.rate)
-    results.large_share_of_direct.add(large.wrk.rate / large_direct.wrk.rate if large_direct.wrk.rate else math.nan)
+    results.large_share_of_direct.add(share(large.wrk.rate, large_direct.wrk.rate))
     results.large_cpu_ms.add(large.cpu_ms_per_request)
+    results.large_passthrough_rps.add(large_passthrough.wrk.rate)
+    results.large_passthrough_cpu_ms.add(large_passthrough.cpu_ms_per_request)
+    results.large_share_of_passthrough.add(share(large.wrk.rate, large_passthrough.wrk.rate))
     results.count_errors("48 KB non-stream, 64 clients", large.wrk.errors)
+    results.count_errors("48 KB non-stream, 64 clients, pass-through", large_passthrough.wrk.errors)
+
+
+def share(part: float, whole: float) -> float:
+    return part / whole if whole else math.nan
 
 
 def cpu_ceiling(split: CpuSplit, requests: int) -> float:

@@ -19,8 +19,9 @@ from pathlib import Path
 from bench import procstat
 from bench.netutil import HOST, stop_group, wait_for_port
 
-SERVERS = ("production", "uvicorn", "granian", "daphne")
+SERVERS = ("production", "uvicorn", "granian", "daphne", "passthrough")
 APP = "llmapi.asgi:application"
+PASSTHROUGH_APP = "bench.passthrough:app"  # the yardstick, not the gateway (bench/passthrough.py)
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 # uv from the PATH, or the private copy `make` installs on a machine that has none.
 UV = shutil.which("uv") or str(PROJECT_DIR / ".tools" / "bin" / "uv")
@@ -28,11 +29,11 @@ UV = shutil.which("uv") or str(PROJECT_DIR / ".tools" / "bin" / "uv")
 UV_RUN = [UV, "run", "--no-sync", "--offline"]
 
 
-def uvicorn_command(port: int, workers: int) -> list[str]:
+def uvicorn_command(port: int, workers: int, app: str = APP) -> list[str]:
     return [
         *UV_RUN,
         "uvicorn",
-        APP,
+        app,
         "--host",
         HOST,
         "--port",
@@ -127,6 +128,8 @@ class GatewayServer:
                 self._spawn(production_command(self.port, self.workers), log)
             elif self.kind == "granian":
                 self._spawn(granian_command(self.port, self.workers), log)
+            elif self.kind == "passthrough":
+                self._spawn(uvicorn_command(self.port, self.workers, PASSTHROUGH_APP), log)
             else:
                 self._spawn(uvicorn_command(self.port, self.workers), log)
         try:
