@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 
 from django.conf import settings
 
 NO_AUTOMATIC_FULL_COLLECTION = 1_000_000_000
+
+logger = logging.getLogger(__name__)
 
 
 def tune_garbage_collection() -> asyncio.Task[None] | None:
@@ -31,4 +34,10 @@ def tune_garbage_collection() -> asyncio.Task[None] | None:
 async def _collect_fully_every(seconds: float) -> None:
     while True:
         await asyncio.sleep(seconds)
-        gc.collect()
+        try:
+            gc.collect()
+        except Exception:
+            # A finalizer run by the collection may raise (a ResourceWarning turned into an error
+            # by the warnings filter, for an object this process never made); the collections
+            # must go on regardless, or memory would only be freed by the young generations.
+            logger.warning("a full garbage collection was interrupted", exc_info=True)
