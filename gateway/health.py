@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import connection
 
 from gateway.cache import with_fresh_connection
-from gateway.http import Receive, Scope, Send
+from gateway.http import Receive, Scope, Send, send_whole
 from gateway.side_redis import side_redis
 
 HEALTH_PATH = "/healthz"
@@ -75,11 +75,5 @@ def _select_one() -> None:
 
 async def _answer(send: Send, scope: Scope, status: int, payload: dict[str, str], headers=()) -> None:
     body = orjson.dumps(payload)
-    head = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-store"),
-        *headers,
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": head})
-    await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+    head = [(b"cache-control", b"no-store"), *headers]
+    await send_whole(send, status, body, b"application/json", head, head_only=scope["method"] == "HEAD")

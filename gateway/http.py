@@ -113,3 +113,13 @@ async def read_body(request: Request, receive: Receive, limit: int) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def send_whole(
+    send: Send, status: int, body: bytes, content_type: bytes, headers: Headers = (), *, head_only: bool = False
+) -> None:
+    """A whole answer, for the small endpoints beside the gateway (probes, metrics); `head_only`
+    for HEAD: the length of the body GET would get, and no body."""
+    head = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *headers]
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": b"" if head_only else body})

@@ -29,13 +29,14 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from gateway.http import Receive, Scope, Send
+from gateway.http import Receive, Scope, Send, send_whole
 from gateway.key_usage import KEY_USAGE_PATH
 
 if TYPE_CHECKING:
     from gateway.request_log import RequestOutcome
 
 METRICS_PATH = "/metrics"
+TEXT = b"text/plain; charset=utf-8"
 MAX_MODEL_LABELS = 100  # distinct model names per process; past them, "other"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 ENDPOINTS = {
@@ -191,27 +192,19 @@ def exposition() -> bytes:
 async def metrics_application(scope: Scope, receive: Receive, send: Send) -> None:
     global _scrape_thread  # one per process, made on first use
     if not metrics_enabled():
-        await _answer(send, 404, b"Not found.\n")
+        await send_whole(send, 404, b"Not found.\n", TEXT)
     elif scope["method"] != "GET":
-        await _answer(send, 405, b"Use GET.\n", [(b"allow", b"GET")])
+        await send_whole(send, 405, b"Use GET.\n", TEXT, [(b"allow", b"GET")])
     elif not _holds_token(scope):
-        await _answer(send, 401, b"Send the metrics token: Authorization: Bearer <METRICS_TOKEN>.\n")
+        await send_whole(send, 401, b"Send the metrics token: Authorization: Bearer <METRICS_TOKEN>.\n", TEXT)
     else:
         if _scrape_thread is None:
             _scrape_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics")
         body = await asyncio.get_running_loop().run_in_executor(_scrape_thread, exposition)
-        await _answer(send, 200, body, content_type=CONTENT_TYPE_LATEST.encode())
+        await send_whole(send, 200, body, CONTENT_TYPE_LATEST.encode())
 
 
 def _holds_token(scope: Scope) -> bool:
     expected = b"Bearer " + settings.METRICS_TOKEN.encode()
     given = next((value for name, value in scope["headers"] if name == b"authorization"), b"")
     return hmac.compare_digest(given, expected)
-
-
-async def _answer(
-    send: Send, status: int, body: bytes, headers=(), content_type: bytes = b"text/plain; charset=utf-8"
-) -> None:
-    head = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *headers]
-    await send({"type": "http.response.start", "status": status, "headers": head})
-    await send({"type": "http.response.body", "body": body})
