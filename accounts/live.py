@@ -3,8 +3,10 @@
 Each overview page holds a WebSocket (accounts/consumers.py) in the channel-layer group of its user.
 The announcement costs the gateway no round trip of its own: with Redis, its PUBLISH rides in the
 pipeline that already carries the usage batch to the stream (channels-redis's pub/sub layer delivers
-a group message as one PUBLISH on the group's channel); without Redis (embedded mode) it goes through
-the in-memory layer of this one process. Pages poll as well, so a lost announcement only delays a bar.
+a group message as one PUBLISH on the group's channel). Without Redis (embedded mode) it goes through
+the in-memory layer of this one process, and when the gateway's Redis is not the layer's
+(GATEWAY_REDIS_URL, gateway/redis_clients.py) through the layer's own group_send, a round trip
+after the batch's. Pages poll as well, so a lost announcement only delays a bar.
 """
 
 from __future__ import annotations
@@ -36,10 +38,11 @@ def announce_in_pipeline(pipe: Pipeline, *, user_ids: Iterable[int]) -> None:
         pipe.publish(layer._get_group_channel_name(usage_group(user_id)), payload)
 
 
-async def announce_in_process(*, user_ids: Iterable[int]) -> None:
-    """Embedded mode: the consumers share this process and its in-memory layer."""
+async def announce_through_layer(*, user_ids: Iterable[int]) -> None:
+    """Through the layer's own group_send: in embedded mode (the consumers share this process and
+    its in-memory layer), and when the usage batch went to a Redis other than the layer's."""
     layer = get_channel_layer()
-    if not isinstance(layer, InMemoryChannelLayer):
+    if not isinstance(layer, InMemoryChannelLayer | RedisPubSubChannelLayer):
         return
     for user_id in set(user_ids):
         try:

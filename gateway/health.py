@@ -3,9 +3,11 @@
 Outside /v1 and every quota: no key is asked for and nothing is counted. `/healthz` answers from
 the process alone (it lives, its event loop turns). `/readyz` asks what serving a request needs:
 the database (`SELECT 1`, on a thread of its own so that it never waits behind the gateway's
-other database work) and, when REDIS_URL is set, Redis (PING); each within READY_TIMEOUT_SECONDS.
+other database work) and, when REDIS_URL is set, Redis (PING), and the gateway's own Redis when that
+is another (GATEWAY_REDIS_URL, a Redis Cluster say: every primary); each within READY_TIMEOUT_SECONDS.
 It answers 200 when all answered, else 503 naming what did not; the reason is only a kind
-("unreachable", "timeout"), never an error's text, which could name hosts or users.
+("unreachable", "timeout"), never an error's text, which could name hosts or users. A process
+that is draining (SIGTERM, gateway/shutdown.py) answers 503 at once.
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import orjson
+import redis.asyncio
 from django.conf import settings
 from django.db import connection
 
 from gateway.cache import with_fresh_connection
 from gateway.http import Receive, Scope, Send, send_whole
-from gateway.side_redis import side_redis
+from gateway.redis_clients import separate_from_redis_url
+from gateway.shutdown import shutdown_state
+from gateway.side_redis import plain_side_redis, side_redis
 
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
@@ -36,6 +41,9 @@ async def probe_application(scope: Scope, receive: Receive, send: Send) -> None:
         await _answer(send, scope, 405, {"error": "Use GET or HEAD."}, [(b"allow", b"GET, HEAD")])
     elif scope["path"] == HEALTH_PATH:
         await _answer(send, scope, 200, {"status": "ok"})
+    elif shutdown_state.draining:
+        # Stopping: a balancer still asking on a kept-alive connection sends the next requests elsewhere.
+        await _answer(send, scope, 503, {"status": "draining"})
     else:
         checks = await readiness()
         ready = all(outcome == "ok" for outcome in checks.values())
@@ -46,9 +54,19 @@ async def readiness() -> dict[str, str]:
     """Each dependency and how it answered: "ok", "timeout" or "unreachable"."""
     checks: dict[str, Callable[[], Awaitable[object]]] = {"database": _database_answers}
     if settings.REDIS_URL:
-        checks["redis"] = side_redis().ping
+        checks["redis"] = plain_side_redis().ping
+    if separate_from_redis_url():
+        checks["gateway_redis"] = _gateway_redis_answers
     outcomes = await asyncio.gather(*(_outcome(check) for check in checks.values()))
     return dict(zip(checks, outcomes, strict=True))
+
+
+async def _gateway_redis_answers() -> None:
+    client = side_redis()
+    if isinstance(client, redis.asyncio.RedisCluster):
+        await client.ping(target_nodes=redis.asyncio.RedisCluster.PRIMARIES)  # every slot's owner
+    else:
+        await client.ping()
 
 
 async def _outcome(check: Callable[[], Awaitable[object]]) -> str:

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from django.conf import settings
-
 from gateway.cache import in_database_thread
 from gateway.limits import UNREACHABLE, Decision, Window, rfc3339
+from gateway.redis_clients import gateway_redis_url
 from gateway.redis_keys import key_tokens_key, utc_day
 from gateway.side_redis import side_redis
 from gateway.usage.record import USAGE_FIELDS
@@ -51,7 +50,7 @@ def _window(window: Window) -> dict[str, object]:
 
 
 async def tokens_today(principal: KeyPrincipal) -> dict[str, int] | None:
-    if not settings.REDIS_URL:
+    if not gateway_redis_url():
         return await in_database_thread(_tokens_from_rollups)(principal.key_id)
     key = key_tokens_key(user_id=principal.user_id, key_id=principal.key_id, day=utc_day())
     try:

@@ -31,6 +31,7 @@ import redis
 import redis.asyncio
 from django.conf import settings
 
+from gateway.redis_clients import Address, gateway_redis_url, is_cluster, node_urls, sync_gateway_redis
 from gateway.redis_keys import (
     account_token_window_key,
     account_window_keys,
@@ -40,6 +41,7 @@ from gateway.redis_keys import (
     shard_for_user,
     usage_stream_key,
 )
+from gateway.slot_owners import SlotOwners
 from gateway.usage.record import AdmissionStart
 from keys.selectors import KeyPrincipal
 
@@ -54,8 +56,9 @@ NO_LIMIT = -1  # a token limit the plan does not set, as the script receives it
 
 Clock = Callable[[], float]  # seconds since the epoch
 
-# What a process cannot tell from a Redis that is away: the request is admitted unchecked.
-UNREACHABLE = (redis.RedisError, OSError, asyncio.TimeoutError)
+# What a process cannot tell from a Redis that is away: the request is admitted unchecked. A cluster
+# client's own errors (no node reachable to learn the slots from) are not RedisErrors.
+UNREACHABLE = (redis.RedisError, redis.exceptions.RedisClusterException, OSError, asyncio.TimeoutError)
 
 
 # The value objects of one decision (a dozen windows each) are plain slotted dataclasses, not
@@ -733,7 +736,7 @@ class ScriptPipeline:
     """
 
     def __init__(self, client: redis.asyncio.Redis, connections: int, circuit: Circuit) -> None:
-        self._client = client
+        self.client = client
         self._connections = connections
         self._circuit = circuit
         self._waiting: list[_Call] = []
@@ -741,6 +744,8 @@ class ScriptPipeline:
         self._scheduled = False
 
     async def call(self, keys: Sequence[str], args: list[object]) -> list[int]:
+        if not self._circuit.allows():
+            raise CircuitOpen("Redis failed a moment ago: not asked until the circuit lets a probe through")
         call = _Call(keys, args)
         self._waiting.append(call)
         self._send_soon()
@@ -787,34 +792,105 @@ class ScriptPipeline:
         results = await self._pipeline(batch)
         if any(isinstance(result, redis.exceptions.NoScriptError) for result in results):
             # A restarted (empty) Redis: load the script once and send the batch again.
-            await self._client.script_load(DECIDE_SCRIPT)
+            await self.client.script_load(DECIDE_SCRIPT)
             results = await self._pipeline(batch)
         return results
 
     async def _pipeline(self, batch: list[_Call]) -> list[object]:
-        async with self._client.pipeline(transaction=False) as pipe:
+        async with self.client.pipeline(transaction=False) as pipe:
             for call in batch:
                 pipe.evalsha(DECIDE_SCRIPT_SHA, len(call.keys), *call.keys, *call.args)
             return await pipe.execute(raise_on_error=False)
 
+    async def pipeline_for(self, key: str) -> ScriptPipeline:
+        return self  # one Redis holds every key
+
     async def close(self) -> None:
         for task in list(self._in_flight):
             await asyncio.gather(task, return_exceptions=True)
+        await self.client.aclose()
+
+
+class CircuitOpen(redis.ConnectionError):
+    """A decision not sent at all, its Redis having failed the last round trips (Circuit)."""
+
+
+# What a master that is out (or between owners of its slots, in a failover) answers.
+MASTER_FAILURES = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError, OSError)
+
+
+class ClusterScriptPipelines:
+    """DECIDE_SCRIPT calls on a Redis Cluster: each goes to the ScriptPipeline of the master that
+    holds its keys' slot (they share one, gateway/redis_keys.py), with a Circuit of its own, so
+    that a master that is out fails open the decisions of its own accounts and no others.
+
+    A MOVED answer (the slot went to another master) sends the call again after learning the slot
+    map anew; a master that fails makes the map be learnt again soon, in case a replica took over.
+    """
+
+    def __init__(self, seed_urls: list[str], connections: int, timeout: float) -> None:
+        self._owners = SlotOwners(seed_urls, timeout)
+        self._connections = connections
+        self._timeout = timeout
+        self._pipelines: dict[Address, ScriptPipeline] = {}
+
+    async def call(self, keys: Sequence[str], args: list[object]) -> list[int]:
+        try:
+            return await self._send(keys, args)
+        except redis.exceptions.MovedError:
+            await self._owners.refresh()  # the slot has another master now
+            return await self._send(keys, args)
+
+    async def _send(self, keys: Sequence[str], args: list[object]) -> list[int]:
+        pipeline = await self.pipeline_for(keys[0])
+        try:
+            return await pipeline.call(keys, args)
+        except MASTER_FAILURES as exc:
+            if not isinstance(exc, CircuitOpen):
+                self._owners.refresh_soon()
+            raise
+
+    async def pipeline_for(self, key: str) -> ScriptPipeline:
+        address = await self._owners.owner_of(key)
+        if (pipeline := self._pipelines.get(address)) is None:
+            host, port = address
+            pool = redis.asyncio.BlockingConnectionPool(
+                host=host,
+                port=port,
+                max_connections=self._connections,
+                socket_timeout=self._timeout,
+                socket_connect_timeout=self._timeout,
+                **self._owners.connection_options,
+            )
+            client = redis.asyncio.Redis.from_pool(pool)
+            pipeline = self._pipelines[address] = ScriptPipeline(client, self._connections, Circuit())
+        return pipeline
+
+    async def close(self) -> None:
+        for pipeline in self._pipelines.values():
+            await pipeline.close()
+
+
+Scripts = ScriptPipeline | ClusterScriptPipelines
+
+
+def limiter_scripts(url: str = "") -> Scripts:
+    """Where the limiter sends its scripts: the gateway's Redis (or the plain Redis at `url`).
+    As many connections as pipelines may be in flight, so that taking one never waits or fails."""
+    connections, timeout = settings.GATEWAY_LIMITER_CONNECTIONS, settings.GATEWAY_LIMITER_TIMEOUT_SECONDS
+    if is_cluster() and not url:
+        return ClusterScriptPipelines(node_urls(), connections, timeout)
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        url or gateway_redis_url(), max_connections=connections, socket_timeout=timeout, socket_connect_timeout=timeout
+    )
+    return ScriptPipeline(redis.asyncio.Redis.from_pool(pool), connections, Circuit())  # the client closes the pool
 
 
 class RedisLimiter:
     """The limiter of production: one script call per decision, pipelined with its neighbours."""
 
-    def __init__(self, url: str, clock: Clock = time.time) -> None:
-        timeout = settings.GATEWAY_LIMITER_TIMEOUT_SECONDS
-        connections = settings.GATEWAY_LIMITER_CONNECTIONS
-        # Never more connections than pipelines in flight, so taking one never waits or fails.
-        pool = redis.asyncio.BlockingConnectionPool.from_url(
-            url, max_connections=connections, socket_timeout=timeout, socket_connect_timeout=timeout
-        )
-        self._client = redis.asyncio.Redis.from_pool(pool)  # closes the pool with the client
-        self.circuit = Circuit()
-        self._pipeline = ScriptPipeline(self._client, connections, self.circuit)
+    def __init__(self, scripts: Scripts, clock: Clock = time.time) -> None:
+        self._scripts = scripts
         self._clock = clock
         self._ended: dict[int, list[str]] = {}  # key id -> its requests that ended, slots not yet freed
 
@@ -826,7 +902,8 @@ class RedisLimiter:
     async def charge(self, charge: TokenCharge) -> None:
         """Add a finished request's tokens on their own; the gateway sends them in the usage
         writer's round trip instead (`add_token_charges`)."""
-        async with self._client.pipeline(transaction=False) as pipe:
+        pipeline = await self._scripts.pipeline_for(charge.keys[0])
+        async with pipeline.client.pipeline(transaction=False) as pipe:
             add_token_charges(pipe, [charge], int(self._clock() * 1000))
             await pipe.execute()
 
@@ -863,24 +940,23 @@ class RedisLimiter:
         now_ms = int(self._clock() * 1000)
         ended = tuple(self._ended.pop(principal.key_id, ())) if mode == "admit" else ()
         arguments = script_arguments(principal, mode, member, now_ms, backfill, ended, admission_entry, input_estimate)
-        raw = await self._pipeline.call(script_keys(principal), arguments)
+        raw = await self._scripts.call(script_keys(principal), arguments)
         return decision_from_counts(_counts(raw), principal, now_ms, _admission_entry(raw))
 
     async def close(self) -> None:
-        await self._pipeline.close()
-        await self._client.aclose()
+        await self._scripts.close()
 
 
-def read_windows_from_redis(url: str, principal: KeyPrincipal, clock: Clock = time.time) -> Decision:
+def read_windows_from_redis(principal: KeyPrincipal, clock: Clock = time.time) -> Decision:
     """The windows of a key, read without counting anything (for the dashboard)."""
-    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    client = sync_gateway_redis(socket_timeout=2, socket_connect_timeout=2)
     try:
         now_ms = int(clock() * 1000)
         raw = client.register_script(DECIDE_SCRIPT)(
             keys=script_keys(principal), args=script_arguments(principal, "peek", "", now_ms)
         )
         return decision_from_counts(_counts(raw), principal, now_ms)
-    except redis.RedisError:
+    except UNREACHABLE:
         return UNKNOWN
     finally:
         client.close()
@@ -1074,10 +1150,10 @@ class FailOpenLimiter:
         self._backfilling: asyncio.Task[None] | None = None
 
     async def decide(self, principal: KeyPrincipal, mode: str, member: str, input_estimate: int = 0) -> Decision:
-        if not self.inner.circuit.allows():
-            return self._unchecked(principal, mode)
         try:
             return await self.inner.decide(principal, mode, member, input_estimate)
+        except CircuitOpen:
+            return self._unchecked(principal, mode)
         except UNREACHABLE as exc:
             self._failed(exc)
             return self._unchecked(principal, mode)
@@ -1144,10 +1220,10 @@ _limiter: Limiter | None = None
 
 
 def limiter() -> Limiter:
-    """This process's limiter: Redis-backed when REDIS_URL is set, in-process otherwise."""
+    """This process's limiter: on the gateway's Redis when there is one, in-process otherwise."""
     global _limiter  # one per process
     if _limiter is None:
-        _limiter = FailOpenLimiter(RedisLimiter(settings.REDIS_URL)) if settings.REDIS_URL else InProcessLimiter()
+        _limiter = FailOpenLimiter(RedisLimiter(limiter_scripts())) if gateway_redis_url() else InProcessLimiter()
     return _limiter
 
 
@@ -1160,8 +1236,8 @@ async def close_limiter() -> None:
 
 def read_windows(principal: KeyPrincipal) -> Decision:
     """The current windows of a key, for pages: nothing is counted."""
-    if settings.REDIS_URL:
-        return read_windows_from_redis(settings.REDIS_URL, principal)
+    if gateway_redis_url():
+        return read_windows_from_redis(principal)
     current = limiter()
     return current.decide_now(principal, "peek", "") if isinstance(current, InProcessLimiter) else UNKNOWN
 

@@ -31,6 +31,8 @@ from prometheus_client.registry import Collector
 
 from gateway.http import Receive, Scope, Send, send_whole
 from gateway.key_usage import KEY_USAGE_PATH
+from gateway.redis_clients import gateway_redis_url, sync_gateway_redis
+from gateway.redis_keys import all_shards, usage_stream_key
 
 if TYPE_CHECKING:
     from gateway.request_log import RequestOutcome
@@ -141,29 +143,32 @@ class UsageBacklog(Collector):
     """The usage stream, read when scraped: entries waiting, and the age of the oldest (the drain's lag)."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        import redis
-
-        from gateway.redis_keys import all_shards, usage_stream_key
+        from gateway.limits import UNREACHABLE
 
         entries = GaugeMetricFamily("llmapi_usage_backlog_entries", "Usage stream entries not yet drained.")
         lag = GaugeMetricFamily("llmapi_usage_drain_lag_seconds", "Age of the oldest usage entry not yet drained.")
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1.0, socket_connect_timeout=1.0)
         try:
-            total, oldest_ms = 0, None
-            for shard in all_shards():
-                key = usage_stream_key(shard)
-                total += client.xlen(key)
-                if first := client.xrange(key, count=1):
-                    first_ms = int(first[0][0].split(b"-")[0])
-                    oldest_ms = first_ms if oldest_ms is None else min(oldest_ms, first_ms)
-        except redis.RedisError:
+            total, oldest_ms = _usage_backlog()
+        except UNREACHABLE:
             return  # Redis away: /readyz says so, and the scrape still gives everything else
-        finally:
-            client.close()
         entries.add_metric([], total)
         lag.add_metric([], 0.0 if oldest_ms is None else max(0.0, time.time() - oldest_ms / 1000))
         yield entries
         yield lag
+
+
+def _usage_backlog() -> tuple[int, int | None]:
+    """Entries in the usage streams, and when the oldest was written (ms since the epoch)."""
+    total, oldest_ms = 0, None
+    # A cluster client connects as it is made: inside the caller's try, like every command.
+    with sync_gateway_redis(socket_timeout=1.0, socket_connect_timeout=1.0) as client:
+        for shard in all_shards():
+            key = usage_stream_key(shard)
+            total += client.xlen(key)
+            if first := client.xrange(key, count=1):
+                first_ms = int(first[0][0].split(b"-")[0])
+                oldest_ms = first_ms if oldest_ms is None else min(oldest_ms, first_ms)
+    return total, oldest_ms
 
 
 def build_registry() -> CollectorRegistry:
@@ -184,7 +189,7 @@ def exposition() -> bytes:
     global _registry
     if _registry is None:
         _registry = build_registry()
-        if settings.REDIS_URL:
+        if gateway_redis_url():
             _registry.register(UsageBacklog())
     return generate_latest(_registry)
 

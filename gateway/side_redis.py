@@ -1,4 +1,4 @@
-"""A small Redis client for the gateway's calls off the hot path: a key's token counts
+"""Small Redis clients for the gateway's calls off the hot path: a key's token counts
 (gateway/key_usage.py) and the readiness check (gateway/health.py).
 
 Apart from the limiter's pipelined connections, so that these never wait behind decisions, and
@@ -10,22 +10,35 @@ from __future__ import annotations
 import redis.asyncio
 from django.conf import settings
 
+from gateway.redis_clients import AsyncClient, async_gateway_redis
+
 TIMEOUT_SECONDS = 1.0
 
-_client: redis.asyncio.Redis | None = None
+_gateway_client: AsyncClient | None = None
+_plain_client: redis.asyncio.Redis | None = None
 
 
-def side_redis() -> redis.asyncio.Redis:
-    global _client  # one per process, made on first use
-    if _client is None:
-        _client = redis.asyncio.Redis.from_url(
+def side_redis() -> AsyncClient:
+    """The gateway's Redis (gateway/redis_clients.py)."""
+    global _gateway_client  # one per process, made on first use
+    if _gateway_client is None:
+        _gateway_client = async_gateway_redis(socket_timeout=TIMEOUT_SECONDS, socket_connect_timeout=TIMEOUT_SECONDS)
+    return _gateway_client
+
+
+def plain_side_redis() -> redis.asyncio.Redis:
+    """REDIS_URL's Redis (Celery, Channels, the cache, the invalidation channel)."""
+    global _plain_client  # one per process, made on first use
+    if _plain_client is None:
+        _plain_client = redis.asyncio.Redis.from_url(
             settings.REDIS_URL, socket_timeout=TIMEOUT_SECONDS, socket_connect_timeout=TIMEOUT_SECONDS
         )
-    return _client
+    return _plain_client
 
 
 async def close_side_redis() -> None:
-    global _client
-    if _client is not None:
-        await _client.aclose()
-    _client = None
+    global _gateway_client, _plain_client
+    for client in (_gateway_client, _plain_client):
+        if client is not None:
+            await client.aclose()
+    _gateway_client = _plain_client = None

@@ -110,6 +110,17 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env_str("REDIS_URL")
 REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", "llmapi")  # lets deployments (or test runs) share a Redis
 REDIS_SHARDS = env_int("REDIS_SHARDS", 1)  # Redis Cluster slots the accounts are spread over (gateway/redis_keys.py)
+# The gateway's own Redis (windows, usage streams, token counts) when it is not REDIS_URL's, for
+# instance a Redis Cluster (gateway/redis_clients.py); REDIS_URL then keeps Celery, Channels,
+# Django's cache and the invalidation channel.
+GATEWAY_REDIS_URL = env_str("GATEWAY_REDIS_URL")
+GATEWAY_REDIS_CLUSTER = env_bool("GATEWAY_REDIS_CLUSTER", False)
+if GATEWAY_REDIS_URL and not REDIS_URL:
+    raise ImproperlyConfigured("GATEWAY_REDIS_URL needs REDIS_URL too: a plain Redis for Celery, Channels, the cache")
+if GATEWAY_REDIS_CLUSTER and not GATEWAY_REDIS_URL:
+    raise ImproperlyConfigured("GATEWAY_REDIS_CLUSTER needs GATEWAY_REDIS_URL: a node of the cluster, or several")
+if "," in GATEWAY_REDIS_URL and not GATEWAY_REDIS_CLUSTER:
+    raise ImproperlyConfigured("GATEWAY_REDIS_URL lists several nodes: set GATEWAY_REDIS_CLUSTER=1, or name one Redis")
 if REDIS_URL:
     CACHES = {
         "default": {

@@ -16,7 +16,7 @@ import string
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -108,10 +108,11 @@ class RedisServer:
     flushed every second), so that a restart finds what it held; without, it keeps nothing.
     """
 
-    def __init__(self, port: int | None = None, data_dir: Path | None = None) -> None:
+    def __init__(self, port: int | None = None, data_dir: Path | None = None, options: Sequence[str] = ()) -> None:
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.data_dir = data_dir
+        self.options = options  # more of redis-server's command-line options
         self._process: subprocess.Popen | None = None
 
     def start(self) -> RedisServer:
@@ -120,7 +121,7 @@ class RedisServer:
             command += ["--appendonly", "no"]
         else:
             command += ["--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(self.data_dir)]
-        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        self._process = subprocess.Popen([*command, *self.options], stdout=subprocess.DEVNULL)
         wait_until(self._answers)
         return self
 
@@ -136,6 +137,46 @@ class RedisServer:
             return bool(redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping())
         except redis.ConnectionError:
             return False
+
+
+class RedisClusterServer:
+    """A Redis Cluster of `masters` redis-servers on loopback (no replicas), the slots shared evenly
+    among them by redis-cli. `url` lists every node, as GATEWAY_REDIS_URL may."""
+
+    def __init__(self, directory: Path, masters: int = 3) -> None:
+        self.nodes = [
+            RedisServer(options=self._options(directory / f"nodes-{number}.conf")) for number in range(masters)
+        ]
+        self.url = ",".join(node.url.removesuffix("/0") for node in self.nodes)
+
+    def start(self) -> RedisClusterServer:
+        for node in self.nodes:
+            node.start()
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+        )
+        wait_until(lambda: all(self._serves_every_slot(node) for node in self.nodes))
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    @staticmethod
+    def _options(node_file: Path) -> list[str]:
+        return [
+            *("--cluster-enabled", "yes", "--cluster-port", str(free_port()), "--cluster-config-file", str(node_file)),
+            # As docs/operations.md advises: a master lost serves none of its slots, the others all of theirs.
+            *("--cluster-require-full-coverage", "no"),
+        ]
+
+    @staticmethod
+    def _serves_every_slot(node: RedisServer) -> bool:
+        with redis.Redis.from_url(node.url) as client:
+            return client.cluster("INFO").get("cluster_state") == "ok"
 
 
 @contextmanager

@@ -20,6 +20,7 @@ import time
 import redis
 from django.conf import settings
 
+from gateway.redis_clients import SyncClient, sync_gateway_redis
 from gateway.redis_keys import all_shards, usage_stream_key
 from gateway.usage.clean import DeadLetter, entry_payload
 from gateway.usage.services import usage_ingest
@@ -31,7 +32,7 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def ensure_group(client: redis.Redis, stream: str) -> None:
+def ensure_group(client: SyncClient, stream: str) -> None:
     try:
         client.xgroup_create(stream, GROUP, id="0", mkstream=True)
     except redis.ResponseError as exc:
@@ -39,9 +40,9 @@ def ensure_group(client: redis.Redis, stream: str) -> None:
             raise
 
 
-def drain_usage_stream(*, client: redis.Redis | None = None, time_budget_seconds: float = 10.0) -> int:
+def drain_usage_stream(*, client: SyncClient | None = None, time_budget_seconds: float = 10.0) -> int:
     """Store what the usage streams hold, batch by batch, for at most `time_budget_seconds`."""
-    client = client or redis.Redis.from_url(settings.REDIS_URL)
+    client = client or sync_gateway_redis()
     deadline = time.monotonic() + time_budget_seconds
     stored = 0
     for shard in all_shards():
@@ -49,7 +50,7 @@ def drain_usage_stream(*, client: redis.Redis | None = None, time_budget_seconds
     return stored
 
 
-def _drain_stream(client: redis.Redis, stream: str, deadline: float) -> int:
+def _drain_stream(client: SyncClient, stream: str, deadline: float) -> int:
     ensure_group(client, stream)
     consumer = consumer_name()
     stored = 0
@@ -66,7 +67,7 @@ def _drain_stream(client: redis.Redis, stream: str, deadline: float) -> int:
 Entry = tuple[bytes, dict[bytes, bytes]]
 
 
-def _claim_abandoned(client: redis.Redis, stream: str, consumer: str) -> list[Entry]:
+def _claim_abandoned(client: SyncClient, stream: str, consumer: str) -> list[Entry]:
     idle_ms = int(settings.USAGE_CLAIM_IDLE_SECONDS * 1000)
     _, entries, _ = client.xautoclaim(
         stream, GROUP, consumer, idle_ms, start_id="0-0", count=settings.USAGE_DRAIN_BATCH_SIZE
@@ -74,12 +75,12 @@ def _claim_abandoned(client: redis.Redis, stream: str, consumer: str) -> list[En
     return [(entry_id, fields) for entry_id, fields in entries if fields]
 
 
-def _read_new(client: redis.Redis, stream: str, consumer: str) -> list[Entry]:
+def _read_new(client: SyncClient, stream: str, consumer: str) -> list[Entry]:
     response = client.xreadgroup(GROUP, consumer, {stream: ">"}, count=settings.USAGE_DRAIN_BATCH_SIZE)
     return response[0][1] if response else []
 
 
-def _store(client: redis.Redis, stream: str, entries: list[Entry], *, worn_out: dict[bytes, int]) -> int:
+def _store(client: SyncClient, stream: str, entries: list[Entry], *, worn_out: dict[bytes, int]) -> int:
     stored = usage_ingest(
         entries=[fields for entry_id, fields in entries if entry_id not in worn_out],
         dead_letters=[
@@ -97,7 +98,7 @@ def _store(client: redis.Redis, stream: str, entries: list[Entry], *, worn_out: 
     return stored
 
 
-def _delivered_too_often(client: redis.Redis, stream: str, entries: list[Entry], consumer: str) -> dict[bytes, int]:
+def _delivered_too_often(client: SyncClient, stream: str, entries: list[Entry], consumer: str) -> dict[bytes, int]:
     """Claimed entries handed out more than USAGE_MAX_DELIVERIES times: whatever keeps failing them stops here."""
     first, last = entries[0][0], entries[-1][0]
     pending = client.xpending_range(stream, GROUP, min=first, max=last, count=len(entries), consumername=consumer)

@@ -29,9 +29,10 @@ import orjson
 import redis.asyncio
 from django.conf import settings
 
-from accounts.live import announce_in_pipeline, announce_in_process
+from accounts.live import announce_in_pipeline, announce_through_layer
 from gateway.cache import in_database_thread
 from gateway.limits import TokenCharge, add_token_charges, limiter
+from gateway.redis_clients import async_gateway_redis, gateway_redis_url, separate_from_redis_url
 from gateway.redis_keys import key_concurrency_key, key_tokens_key, shard_for_user, usage_stream_key, utc_day
 from gateway.usage.clean import RECORD_FIELD, REFUSALS_FIELD, clean_records, payload_of
 from gateway.usage.record import USAGE_FIELDS, RefusalCount, UsageRecord
@@ -69,8 +70,10 @@ class RedisStreamTarget:
     written ahead to, so that the drain reads the admission first; refusal counts go to the first.
     """
 
-    def __init__(self, url: str) -> None:
-        self._client = redis.asyncio.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    def __init__(self) -> None:
+        self._client = async_gateway_redis(socket_timeout=2, socket_connect_timeout=2)
+        # Channels' layer lives on REDIS_URL: when that is another Redis, announcements go there apart.
+        self._announce_apart = separate_from_redis_url()
 
     async def write(
         self, records: list[UsageRecord], refusals: list[RefusalCount], charges: Sequence[TokenCharge] = ()
@@ -85,8 +88,11 @@ class RedisStreamTarget:
                 pipe.zrem(key_concurrency_key(user_id=record.user_id, key_id=record.key_id), record.request_id)
             count_tokens_today(pipe, records)  # for the key's own usage endpoint, same trip
             add_token_charges(pipe, charges, int(time.time() * 1000))  # the token windows, same trip
-            announce_in_pipeline(pipe, user_ids=(record.user_id for record in records))  # live bars, same trip
+            if not self._announce_apart:
+                announce_in_pipeline(pipe, user_ids=(record.user_id for record in records))  # live bars, same trip
             results = await pipe.execute(raise_on_error=False)
+        if self._announce_apart:
+            await announce_through_layer(user_ids=(record.user_id for record in records))
         appended, extras = results[: len(streams)], results[len(streams) :]
         for result in appended:
             if isinstance(result, Exception):
@@ -151,7 +157,7 @@ class DatabaseTarget:
         self, records: list[UsageRecord], refusals: list[RefusalCount], charges: Sequence[TokenCharge] = ()
     ) -> None:
         await in_database_thread(usage_ingest)(records=records, refusals=refusals)
-        await announce_in_process(user_ids=(record.user_id for record in records))  # live bars (embedded mode)
+        await announce_through_layer(user_ids=(record.user_id for record in records))  # live bars
 
     async def close(self) -> None:
         return None
@@ -229,7 +235,7 @@ class UsageWriter:
 
     def _the_target(self) -> Target:
         if self._target is None:
-            self._target = RedisStreamTarget(settings.REDIS_URL) if settings.REDIS_URL else DatabaseTarget()
+            self._target = RedisStreamTarget() if gateway_redis_url() else DatabaseTarget()
         return self._target
 
     async def _run(self) -> None:
@@ -297,7 +303,7 @@ def emit(record: UsageRecord) -> None:
 def emit_token_charge(charge: TokenCharge) -> None:
     """Hand a finished request's tokens over for its token windows; never blocks, never raises."""
     try:
-        if settings.REDIS_URL:
+        if gateway_redis_url():
             usage_writer.add_charge(charge)
         else:
             limiter().charge_now(charge)

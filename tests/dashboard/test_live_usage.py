@@ -11,7 +11,7 @@ from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_K
 from django.contrib.sessions.backends.db import SessionStore
 
 from accounts.consumers import UNAUTHENTICATED
-from accounts.live import announce_in_process
+from accounts.live import announce_through_layer
 from llmapi.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -51,7 +51,7 @@ def test_a_logged_in_page_hears_its_users_usage_change_and_nobody_elses(alice, b
     async def scenario() -> None:
         assert (await alices.connect())[0]
         assert (await bobs.connect())[0]
-        await announce_in_process(user_ids=[alice.pk, alice.pk])
+        await announce_through_layer(user_ids=[alice.pk, alice.pk])
         assert await alices.receive_from() == "usage-changed"
         assert await alices.receive_nothing()  # one message per user, however many records
         assert await bobs.receive_nothing()

@@ -6,6 +6,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from gateway.shutdown import shutdown_state
 from tests.helpers import wait_until
 from tests.servers import RedisServer, TcpProxy, database_url_of_tests, gateway_process
 
@@ -27,6 +28,15 @@ def test_healthz_answers_from_the_process_alone(gateway):
 
 def test_readyz_is_ready_when_the_database_and_redis_answer(gateway):
     assert readiness(gateway.base_url) == (200, {"status": "ok", "database": "ok", "redis": "ok"})
+
+
+def test_readyz_turns_503_once_the_process_drains(gateway):
+    shutdown_state.begin_draining()
+    try:
+        assert readiness(gateway.base_url) == (503, {"status": "draining"})
+        assert httpx.get(gateway.base_url + "/healthz").status_code == 200  # alive all the same
+    finally:
+        shutdown_state.draining = False
 
 
 def test_readyz_without_redis_asks_the_database_only(gateway):

@@ -7,7 +7,6 @@ import itertools
 from collections.abc import AsyncIterator
 
 import pytest
-from django.conf import settings
 
 from gateway.limits import (
     FIVE_HOURS_MS,
@@ -16,6 +15,7 @@ from gateway.limits import (
     FailOpenLimiter,
     InProcessLimiter,
     RedisLimiter,
+    limiter_scripts,
     token_charge,
 )
 from keys.selectors import KeyPrincipal
@@ -72,7 +72,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture(params=["redis", "in-process"])
 async def limiter(request, clock) -> AsyncIterator[RedisLimiter | InProcessLimiter]:
-    chosen = RedisLimiter(settings.REDIS_URL, clock) if request.param == "redis" else InProcessLimiter(clock)
+    chosen = RedisLimiter(limiter_scripts(), clock) if request.param == "redis" else InProcessLimiter(clock)
     yield chosen
     await chosen.close()
 
@@ -260,7 +260,7 @@ async def test_backfill_adds_unchecked_admissions_to_the_long_windows(limiter):
 
 async def test_a_thousand_simultaneous_decisions_share_a_few_connections_and_stay_exact(settings):
     settings.GATEWAY_LIMITER_CONNECTIONS = 2
-    chosen = FailOpenLimiter(RedisLimiter(settings.REDIS_URL))
+    chosen = FailOpenLimiter(RedisLimiter(limiter_scripts()))
     try:
         key = principal(per_minute=100)
         decisions = await asyncio.gather(*(chosen.decide(key, "admit", f"burst-{index}") for index in range(1000)))
@@ -272,7 +272,7 @@ async def test_a_thousand_simultaneous_decisions_share_a_few_connections_and_sta
 
 async def test_admissions_while_redis_is_away_reach_the_long_windows_once_it_is_back():
     private_redis = RedisServer().start()
-    chosen = FailOpenLimiter(RedisLimiter(private_redis.url))
+    chosen = FailOpenLimiter(RedisLimiter(limiter_scripts(private_redis.url)))
     key = principal(per_minute=2, max_keys=1)
     try:
         assert (await chosen.decide(key, "admit", "before")).admitted

@@ -56,6 +56,8 @@ SETTING_NAMES = {
     "PUBLIC_BASE_URL",
     "EMAIL_URL",
     "CSRF_TRUSTED_ORIGINS",
+    "GATEWAY_REDIS_URL",
+    "GATEWAY_REDIS_CLUSTER",
 }
 
 
@@ -149,3 +151,17 @@ def test_smtp_email_url():
 def test_unknown_email_scheme_is_refused():
     with pytest.raises(ImproperlyConfigured, match="EMAIL_URL scheme"):
         email_settings("pigeon://coop")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"REDIS_URL": "redis://r:6379/0", "GATEWAY_REDIS_CLUSTER": "1"}, "needs GATEWAY_REDIS_URL"),
+        ({"REDIS_URL": "redis://r:6379/0", "GATEWAY_REDIS_URL": "redis://a:1,redis://b:2"}, "GATEWAY_REDIS_CLUSTER=1"),
+        ({"GATEWAY_REDIS_URL": "redis://a:1"}, "GATEWAY_REDIS_URL needs REDIS_URL too"),
+    ],
+)
+def test_a_gateway_redis_that_cannot_work_is_refused_at_start(env, message):
+    result = load_settings(DEBUG="1", **env)
+    assert result.returncode != 0
+    assert message in result.stderr
