@@ -40,6 +40,7 @@ from gateway.http import (
 from gateway.key_usage import KEY_USAGE_PATH, key_usage_report, tokens_today
 from gateway.limits import UNKNOWN, Decision, close_limiter, limiter, token_charge
 from gateway.metrics import OPEN_STREAMS
+from gateway.providers import ADAPTERS, UpstreamResponse
 from gateway.ratelimit_headers import limit_headers, rate_limited
 from gateway.relay import RefusedAnswer, SseUsageReader, UpstreamAnswer, open_upstream, relayed_headers
 from gateway.request_log import RequestOutcome, request_log
@@ -310,7 +311,7 @@ async def relay_error(responder: Responder, status: int, headers: Headers, body:
     return relayed.anthropic_shaped
 
 
-async def read_upstream_body(response: aiohttp.ClientResponse) -> bytes:
+async def read_upstream_body(response: UpstreamResponse) -> bytes:
     try:
         return await response.read()
     except (aiohttp.ClientError, TimeoutError):
@@ -332,12 +333,12 @@ def read_message_usage(body: bytes, record: UsageRecord, shown_model: str | None
     return orjson.dumps(message)
 
 
-async def relay_stream(response: aiohttp.ClientResponse, responder: Responder, reader: SseUsageReader) -> None:
+async def relay_stream(response: UpstreamResponse, responder: Responder, reader: SseUsageReader) -> None:
     with OPEN_STREAMS.track_inprogress():
         await relay_events(response, responder, reader)
 
 
-async def relay_events(response: aiohttp.ClientResponse, responder: Responder, reader: SseUsageReader) -> None:
+async def relay_events(response: UpstreamResponse, responder: Responder, reader: SseUsageReader) -> None:
     await responder.start(response.status, relayed_headers(response))
     failure = "The backend stream ended before message_stop."
     try:
@@ -370,7 +371,7 @@ async def end_stream_cut_by_shutdown(responder: Responder, reader: SseUsageReade
 async def count_tokens(request: Request, principal: KeyPrincipal, responder: Responder) -> None:
     payload = parse_body(request.body, COUNT_FIELDS)
     model = str(payload["model"])
-    candidates = await candidates_for(model)
+    candidates = [candidate for candidate in await candidates_for(model) if counts_tokens(candidate)]
     try:
         answer = await open_upstream(request=request, candidates=candidates, body_for=body_maker(request, model))
     except GatewayError:
@@ -385,6 +386,10 @@ async def count_tokens(request: Request, principal: KeyPrincipal, responder: Res
                 await responder.whole(response.status, relayed_headers(response), body)
             return
     await responder.json(200, {"input_tokens": estimate_input_tokens(payload)})
+
+
+def counts_tokens(candidate: Candidate) -> bool:
+    return ADAPTERS[candidate.upstream.kind].COUNTS_TOKENS
 
 
 async def list_models(request: Request, principal: KeyPrincipal, responder: Responder) -> None:

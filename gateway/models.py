@@ -6,6 +6,8 @@ The usage models live in gateway/usage/models.py; importing them here registers 
 from __future__ import annotations
 
 import fnmatch
+import re
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -16,16 +18,32 @@ from gateway.credential_encryption import EncryptedTextField
 
 class UpstreamKind(models.TextChoices):
     ANTHROPIC = "anthropic", "Anthropic Messages API"
+    BEDROCK = "bedrock", "AWS Bedrock"
 
 
-# Backends of one family can verify each other's thinking-block signatures.
-FAMILY_OF_KIND = {UpstreamKind.ANTHROPIC: "anthropic"}
+# Backends of one family can verify each other's thinking-block signatures: a thinking block
+# signed by one provider is not taken across to another mid-session.
+FAMILY_OF_KIND = {UpstreamKind.ANTHROPIC: "anthropic", UpstreamKind.BEDROCK: "bedrock"}
+
+
+AWS_HOST = re.compile(r"^bedrock-runtime(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com$")
+
+
+def aws_region_of(base_url: str) -> str:
+    """The region of a Bedrock runtime URL (bedrock-runtime.REGION.amazonaws.com), or ""."""
+    match = AWS_HOST.match(urlsplit(base_url).hostname or "")
+    return match.group(1) if match else ""
 
 
 class Upstream(models.Model):
     name = models.SlugField(unique=True)
     kind = models.CharField(max_length=20, choices=UpstreamKind.choices, default=UpstreamKind.ANTHROPIC)
-    base_url = models.URLField(help_text="e.g. https://api.anthropic.com (no /v1).")
+    base_url = models.URLField(
+        help_text="e.g. https://api.anthropic.com (no /v1), https://bedrock-runtime.us-east-1.amazonaws.com"
+    )
+    region = models.CharField(
+        max_length=40, blank=True, help_text="Bedrock: the AWS region; empty means the one in the base URL's host."
+    )
     extra_headers = models.JSONField(default=dict, blank=True, help_text="Headers added to every request.")
     connect_timeout = models.FloatField(default=10.0, help_text="Seconds to open a connection.")
     read_timeout = models.FloatField(default=600.0, help_text="Seconds of silence before giving up on a read.")
@@ -44,6 +62,8 @@ class Upstream(models.Model):
             isinstance(name, str) and isinstance(value, str) for name, value in self.extra_headers.items()
         ):
             raise ValidationError({"extra_headers": "Give an object of header names to string values."})
+        if self.kind == UpstreamKind.BEDROCK and not self.region and not aws_region_of(self.base_url):
+            raise ValidationError({"region": "Name the AWS region: the base URL's host does not."})
 
     @property
     def family(self) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -19,10 +19,9 @@ from django.conf import settings
 from gateway.errors import GatewayError
 from gateway.http import Request
 from gateway.metrics import upstream_failed
-from gateway.providers import anthropic
+from gateway.providers import ADAPTERS, UpstreamResponse
 from gateway.routing import Candidate, Credential, health
 from gateway.services import upstream_credential_disable
-from gateway.upstream_client import client_session
 from gateway.usage.record import UsageRecord
 from gateway.wire import (
     COOLDOWN_STATUSES,
@@ -45,7 +44,7 @@ class Attempt:
 class UpstreamAnswer:
     """The upstream response that will be relayed, and who gave it."""
 
-    response: aiohttp.ClientResponse
+    response: UpstreamResponse  # Anthropic's shape, whatever the backend's kind (gateway/providers)
     candidate: Candidate
 
 
@@ -88,7 +87,7 @@ def carries_thinking_blocks(body: bytes) -> bool:
     return b'"signature"' in body or b'"redacted_thinking"' in body
 
 
-def retry_after_seconds(headers: aiohttp.typedefs.LooseHeaders) -> float | None:
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
         value = headers.get(name)
         if value:
@@ -161,20 +160,12 @@ async def open_upstream(
     raise GatewayError(503, "No backend is available to serve this request right now. Please retry shortly.")
 
 
-async def _send(request: Request, attempt: Attempt, body: bytes) -> aiohttp.ClientResponse:
+async def _send(request: Request, attempt: Attempt, body: bytes) -> UpstreamResponse:
     upstream = attempt.candidate.upstream
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=upstream.connect_timeout, sock_read=upstream.read_timeout)
-    return await client_session().request(
-        request.method,
-        anthropic.upstream_url(upstream, request),
-        data=body,
-        headers=anthropic.upstream_headers(upstream, attempt.credential, request),
-        timeout=timeout,
-        allow_redirects=False,
-    )
+    return await ADAPTERS[upstream.kind].send(request, upstream, attempt.credential, body)
 
 
-async def _read_and_release(response: aiohttp.ClientResponse) -> bytes:
+async def _read_and_release(response: UpstreamResponse) -> bytes:
     try:
         return await response.read()
     except (aiohttp.ClientError, TimeoutError):
@@ -188,7 +179,7 @@ def _retry_after_header(wait: float | None) -> list[tuple[bytes, bytes]]:
 
 
 async def _refused_credential(
-    attempt: Attempt, response: aiohttp.ClientResponse, request_id: str, *, may_disable: bool
+    attempt: Attempt, response: UpstreamResponse, request_id: str, *, may_disable: bool
 ) -> bool:
     """Our credential was refused (401): it rests and is probed again later; never the client's error.
 
@@ -220,7 +211,7 @@ async def _refused_credential(
     return True
 
 
-def relayed_headers(response: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
+def relayed_headers(response: UpstreamResponse) -> list[tuple[bytes, bytes]]:
     """The upstream's response headers that the client may see."""
     headers = []
     for name, value in response.raw_headers:

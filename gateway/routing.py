@@ -19,7 +19,7 @@ from django.conf import settings
 
 from gateway import metrics
 from gateway.cache import TtlCache, in_database_thread
-from gateway.models import ModelRoute, Upstream
+from gateway.models import ModelRoute, Upstream, aws_region_of
 from llmapi.invalidation import add_local_listener
 
 GLOB_CHARACTERS = "*?["
@@ -38,6 +38,7 @@ class UpstreamInfo:
     kind: str
     family: str
     base_url: str
+    region: str  # Bedrock's AWS region; "" for other kinds
     extra_headers: tuple[tuple[str, str], ...]
     connect_timeout: float
     read_timeout: float
@@ -150,6 +151,7 @@ def _upstream_info(upstream: Upstream) -> UpstreamInfo:
         kind=upstream.kind,
         family=upstream.family,
         base_url=upstream.base_url.rstrip("/"),
+        region=upstream.region or aws_region_of(upstream.base_url),
         extra_headers=tuple((str(name), str(value)) for name, value in upstream.extra_headers.items()),
         connect_timeout=upstream.connect_timeout,
         read_timeout=upstream.read_timeout,

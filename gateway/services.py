@@ -25,24 +25,31 @@ def upstream_add(
     base_url: str,
     credentials: list[str],
     model_globs: list[str] | None = None,
+    region: str = "",
 ) -> Upstream:
     """Create or update an upstream, add its credentials, and route the given models to it.
 
     Each model glob gets a route if it has none; the upstream becomes that route's last target,
-    so a second upstream added for the same models is its fallback.
+    so a second upstream added for the same models is its fallback. `NAME=ID` routes the model
+    NAME to the upstream's own id for it (a Bedrock model id, say). Raises ValidationError for
+    an upstream that could not serve (a Bedrock one with no region).
     """
-    upstream, _ = Upstream.objects.update_or_create(
-        name=name, defaults={"kind": kind, "base_url": base_url.rstrip("/"), "enabled": True}
-    )
+    upstream = Upstream.objects.filter(name=name).first() or Upstream(name=name)
+    upstream.kind, upstream.base_url, upstream.enabled = kind, base_url.rstrip("/"), True
+    upstream.region = region or upstream.region
+    upstream.clean()
+    upstream.save()
     known = set(upstream.credentials.values_list("secret", flat=True))
     for secret in credentials:
         if secret not in known:
             UpstreamCredential.objects.create(upstream=upstream, secret=secret)
-    for glob in model_globs or [EVERY_CLAUDE_MODEL]:
+    for entry in model_globs or [EVERY_CLAUDE_MODEL]:
+        glob, _, upstream_model = entry.partition("=")
         route, _ = ModelRoute.objects.get_or_create(pattern=glob)
-        if not route.targets.filter(upstream=upstream, upstream_model="").exists():
+        if not route.targets.filter(upstream=upstream, upstream_model=upstream_model).exists():
             last = route.targets.aggregate(last=Max("position"))["last"]
-            RouteTarget.objects.create(route=route, upstream=upstream, position=0 if last is None else last + 1)
+            position = 0 if last is None else last + 1
+            RouteTarget.objects.create(route=route, upstream=upstream, upstream_model=upstream_model, position=position)
     publish("routes")
     return upstream
 

@@ -388,6 +388,7 @@ class Script:
 
     blocks: list[Block]
     stop_reason: str = "end_turn"
+    stop_sequence: str | None = None  # the request's stop sequence the answer stopped at
     ending: str = "complete"  # or "error" (error event) or "truncated" (close without message_stop)
     delay: float = 0.0  # seconds before each delta
     ping_every: int = 0  # send a ping after this many deltas; 0 for never
@@ -433,7 +434,21 @@ def thinking_block() -> Block:
     )
 
 
-def build_script(scenario: str, request: web.Request) -> Script:
+def plain_answer(stop_sequences: object) -> Script:
+    """The plain text answer, cut where the earliest of the request's stop sequences starts."""
+    found = [
+        (TEXT_ANSWER.index(sequence), sequence)
+        for sequence in (stop_sequences if isinstance(stop_sequences, list) else [])
+        if isinstance(sequence, str) and sequence and sequence in TEXT_ANSWER
+    ]
+    if not found:
+        return Script([text_block(words(TEXT_ANSWER))])
+    at, sequence = min(found)
+    pieces = [piece for piece in words(TEXT_ANSWER[:at]) if piece]
+    return Script([text_block(pieces)], stop_reason="stop_sequence", stop_sequence=sequence)
+
+
+def build_script(scenario: str, request: web.Request, body: dict[str, Any]) -> Script:
     if scenario == "tool_use":
         return Script([tool_use_block()], stop_reason="tool_use")
     if scenario == "thinking":
@@ -447,7 +462,7 @@ def build_script(scenario: str, request: web.Request) -> Script:
         delay = header_number(request, "x-simulator-delay-ms", DEFAULT_SLOW_DELAY_MS) / 1000
         pieces = [f"tick {i} " for i in range(1, count + 1)]
         return Script([text_block(pieces)], delay=delay, ping_every=SLOW_PING_EVERY)
-    return Script([text_block(words(TEXT_ANSWER))])
+    return plain_answer(body.get("stop_sequences"))
 
 
 @dataclass
@@ -466,7 +481,11 @@ class Usage:
 
 
 def message_object(
-    model: str, content: list[dict[str, Any]], stop_reason: str | None, usage: dict[str, int]
+    model: str,
+    content: list[dict[str, Any]],
+    stop_reason: str | None,
+    usage: dict[str, int],
+    stop_sequence: str | None = None,
 ) -> dict[str, Any]:
     return {
         "id": random_id("msg_sim_"),
@@ -475,7 +494,7 @@ def message_object(
         "model": model,
         "content": content,
         "stop_reason": stop_reason,
-        "stop_sequence": None,
+        "stop_sequence": stop_sequence,
         "usage": usage,
     }
 
@@ -538,7 +557,7 @@ async def write_events(response: web.StreamResponse, script: Script, model: str,
     await send(
         {
             "type": "message_delta",
-            "delta": {"stop_reason": script.stop_reason, "stop_sequence": None},
+            "delta": {"stop_reason": script.stop_reason, "stop_sequence": script.stop_sequence},
             "usage": usage.as_dict(sent),
         }
     )
@@ -585,7 +604,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
             raise BadRequestError(f"unknown simulator scenario {scenario!r}; known: {', '.join(sorted(SCENARIOS))}")
         if scenario in ERROR_SCENARIOS:
             return error_response(request, *ERROR_SCENARIOS[scenario])
-        script = build_script(scenario, request)
+        script = build_script(scenario, request, body)
         usage = Usage(estimate_input_tokens(body), *cache_counts(request))
     except BadRequestError as exc:
         return error_response(request, 400, "invalid_request_error", str(exc))
@@ -597,7 +616,9 @@ async def messages(request: web.Request) -> web.StreamResponse:
         await asyncio.sleep(script.delay * script.output_tokens)
     content = [block.final for block in script.blocks]
     return json_response(
-        message_object(body["model"], content, script.stop_reason, usage.as_dict(script.output_tokens))
+        message_object(
+            body["model"], content, script.stop_reason, usage.as_dict(script.output_tokens), script.stop_sequence
+        )
     )
 
 

@@ -6,6 +6,8 @@ import asyncio
 
 import aiohttp
 
+from gateway.routing import UpstreamInfo
+
 _session: aiohttp.ClientSession | None = None
 _session_loop: asyncio.AbstractEventLoop | None = None
 
@@ -23,6 +25,11 @@ def client_session() -> aiohttp.ClientSession:
         )
         _session_loop = loop
     return _session
+
+
+def upstream_timeout(upstream: UpstreamInfo) -> aiohttp.ClientTimeout:
+    """No limit on a whole answer (a stream may last long), only on connecting and on silence."""
+    return aiohttp.ClientTimeout(total=None, sock_connect=upstream.connect_timeout, sock_read=upstream.read_timeout)
 
 
 async def close_client_session() -> None:

@@ -1,10 +1,27 @@
-"""Anthropic's own Messages API (and anything that speaks it): the request goes out as it came."""
+"""Anthropic's own Messages API (and anything that speaks it): the request goes out as it came,
+and its answer comes back as it is."""
 
 from __future__ import annotations
 
+import aiohttp
+
 from gateway.http import Request
 from gateway.routing import Credential, UpstreamInfo
+from gateway.upstream_client import client_session, upstream_timeout
 from gateway.wire import DEFAULT_ANTHROPIC_VERSION, REQUEST_HEADERS_NOT_FORWARDED
+
+COUNTS_TOKENS = True
+
+
+async def send(request: Request, upstream: UpstreamInfo, credential: Credential, body: bytes) -> aiohttp.ClientResponse:
+    return await client_session().request(
+        request.method,
+        upstream_url(upstream, request),
+        data=body,
+        headers=upstream_headers(upstream, credential, request),
+        timeout=upstream_timeout(upstream),
+        allow_redirects=False,
+    )
 
 
 def upstream_url(upstream: UpstreamInfo, request: Request) -> str:

@@ -44,6 +44,32 @@ def test_upstream_add_refuses_bad_input():
         call_command("upstream", "add", "x", "--base-url", "https://a.example")
 
 
+def test_a_bedrock_upstream_needs_a_region_and_takes_model_ids():
+    with pytest.raises(CommandError, match="region"):
+        call_command("upstream", "add", "a", "--kind", "bedrock", "--base-url", "http://10.0.0.1", "--credential", "k")
+    assert not Upstream.objects.filter(name="a").exists()
+    model_id = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+    call_command(
+        "upstream",
+        "add",
+        "aws",
+        "--kind",
+        "bedrock",
+        "--base-url",
+        "https://bedrock-runtime.eu-west-1.amazonaws.com",
+        "--credential",
+        "AKIDEXAMPLE:secret",
+        "--model",
+        f"claude-sonnet-4-5={model_id}",
+    )
+    (candidate,) = load_route_table().candidates("claude-sonnet-4-5")
+    assert (candidate.upstream.kind, candidate.upstream.region, candidate.upstream_model) == (
+        "bedrock",
+        "eu-west-1",
+        model_id,
+    )
+
+
 def test_upstream_list_masks_credentials(capsys):
     upstream_add(name="main", base_url="https://a.example", credentials=[SECRET])
     call_command("upstream", "list")

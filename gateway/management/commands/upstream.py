@@ -21,13 +21,25 @@ class Command(BaseCommand):
         add = actions.add_parser("add", help="Add an upstream (or more credentials to it) and route models to it.")
         add.add_argument("name")
         add.add_argument("--kind", default=UpstreamKind.ANTHROPIC, choices=UpstreamKind.values)
-        add.add_argument("--base-url", required=True, help="e.g. https://api.anthropic.com")
-        add.add_argument("--credential", action="append", default=[], help="An API key; repeat for a pool.")
+        add.add_argument(
+            "--base-url",
+            required=True,
+            help="e.g. https://api.anthropic.com, https://bedrock-runtime.REGION.amazonaws.com",
+        )
+        add.add_argument(
+            "--credential",
+            action="append",
+            default=[],
+            help="An API key; Bedrock: ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN] or an API key."
+            " Repeat for a pool.",
+        )
+        add.add_argument("--region", default="", help="Bedrock: the AWS region, when the base URL does not name it.")
         add.add_argument(
             "--model",
             action="append",
             dest="models",
-            help=f"A model name or glob to route here; repeat for several (default: {EVERY_CLAUDE_MODEL}).",
+            help=f"A model name or glob to route here, or NAME=UPSTREAM_ID to give the upstream's own id for it;"
+            f" repeat for several (default: {EVERY_CLAUDE_MODEL}).",
         )
         actions.add_parser("list", help="List upstreams, their credentials (masked) and routes.")
 
@@ -46,13 +58,17 @@ class Command(BaseCommand):
         exists = Upstream.objects.filter(name=options["name"]).exists()
         if not credentials and not exists:
             raise CommandError("Give at least one --credential for a new upstream.")
-        upstream = upstream_add(
-            name=options["name"],
-            kind=options["kind"],
-            base_url=options["base_url"],
-            credentials=credentials,
-            model_globs=options["models"],
-        )
+        try:
+            upstream = upstream_add(
+                name=options["name"],
+                kind=options["kind"],
+                base_url=options["base_url"],
+                credentials=credentials,
+                model_globs=options["models"],
+                region=options["region"],
+            )
+        except ValidationError as error:
+            raise CommandError(" ".join(error.messages)) from None
         routes = ", ".join(options["models"] or [EVERY_CLAUDE_MODEL])
         self.stdout.write(
             f"{'Updated' if exists else 'Added'} upstream {upstream.name} ({upstream.base_url}) "

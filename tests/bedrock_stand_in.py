@@ -1,0 +1,217 @@
+"""A stand-in for AWS Bedrock's runtime API, for the gateway's tests.
+
+It speaks Bedrock's side of the wire: InvokeModel and InvokeModelWithResponseStream on
+`/model/{id}/invoke[-with-response-stream]`, SigV4 checked against the credentials it knows (or a
+Bedrock API key as a bearer token), the body in Bedrock's shape (no `model` or `stream`, an
+`anthropic_version`), streams as binary AWS event-stream frames, errors as an exception name and a
+message. What to answer it asks the Anthropic simulator behind it (gateway/simulator.py), so that
+the same scenarios (`scenario:tool_use`, `scenario:thinking`, ...) play on both kinds of backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import re
+import struct
+import threading
+import zlib
+from typing import Any
+from urllib.parse import unquote
+
+import aiohttp
+import orjson
+from aiohttp import web
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from gateway.simulator import SimulatorThread
+
+ANTHROPIC_VERSION = "bedrock-2023-05-31"
+AUTHORIZATION = re.compile(
+    r"^AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request,"
+    r" ?SignedHeaders=(?P<signed>[^,]+), ?Signature=(?P<signature>[0-9a-f]{64})$"
+)
+# Anthropic's error types as the Bedrock exceptions that carry them.
+EXCEPTION_OF_ERROR = {
+    "invalid_request_error": (400, "ValidationException"),
+    "not_found_error": (404, "ResourceNotFoundException"),
+    "rate_limit_error": (429, "ThrottlingException"),
+    "overloaded_error": (503, "ServiceUnavailableException"),
+    "api_error": (500, "InternalServerException"),
+}
+
+
+class BedrockStandIn:
+    """The stand-in on its own event loop in a daemon thread, with an Anthropic simulator behind it.
+
+    `secrets` maps access key ids to secret keys; `api_keys` are the bearer tokens it accepts.
+    `requests` holds what reached it, after authentication: path, headers, body.
+    """
+
+    def __init__(self, region: str = "us-east-1") -> None:
+        self.region = region
+        self.secrets = {"AKIDSTANDIN": "stand-in-secret-access-key"}
+        self.api_keys = {"bedrock-api-key-stand-in"}
+        self.simulator = SimulatorThread()
+        self.requests: list[dict[str, Any]] = []
+        self.port = 0
+        self._ready = threading.Event()
+        self._stopping: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def credential(self) -> str:
+        """A credential of the gateway's form for the known access key."""
+        access_key, secret_key = next(iter(self.secrets.items()))
+        return f"{access_key}:{secret_key}"
+
+    def start(self) -> BedrockStandIn:
+        self.simulator.start()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()), name="bedrock", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stopping is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+        if self._thread is not None:
+            self._thread.join()
+        self.simulator.stop()
+
+    def reset(self) -> None:
+        self.requests.clear()
+        self.simulator.reset()
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        app = web.Application()
+        app.router.add_post("/model/{model_id}/{action}", self._invoke)
+        runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0)
+        await runner.setup()
+        async with aiohttp.ClientSession() as session:
+            self._session = session
+            try:
+                await web.TCPSite(runner, "127.0.0.1", 0).start()
+                self.port = runner.addresses[0][1]
+                self._ready.set()
+                await self._stopping.wait()
+            finally:
+                await runner.cleanup()
+
+    async def _invoke(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        if refusal := self._authentication_error(request, body):
+            return refusal
+        action = request.match_info["action"]
+        if action not in ("invoke", "invoke-with-response-stream"):
+            return bedrock_error(404, "UnknownOperationException", "No such operation.")
+        payload = orjson.loads(body)
+        self.requests.append({"path": request.raw_path, "headers": dict(request.headers), "body": payload})
+        if "model" in payload or "stream" in payload or payload.get("anthropic_version") != ANTHROPIC_VERSION:
+            return bedrock_error(400, "ValidationException", "Malformed input request: extraneous key or version.")
+        streams = action == "invoke-with-response-stream"
+        anthropic_body = {key: value for key, value in payload.items() if not key.startswith("anthropic_")}
+        anthropic_body.update(model=unquote(request.match_info["model_id"]), stream=streams)
+        headers = {"x-api-key": "sk-ant-bedrock-behind", "anthropic-version": "2023-06-01"}
+        if betas := payload.get("anthropic_beta"):
+            headers["anthropic-beta"] = ",".join(betas)
+        async with self._session.post(
+            f"{self.simulator.base_url}/v1/messages", data=orjson.dumps(anthropic_body), headers=headers
+        ) as answer:
+            if answer.status != 200:
+                return bedrock_error_of(answer.status, await answer.read())
+            if not streams:
+                return web.Response(body=await answer.read(), content_type="application/json")
+            return await self._stream(request, answer)
+
+    async def _stream(self, request: web.Request, answer: aiohttp.ClientResponse) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "application/vnd.amazon.eventstream"})
+        await response.prepare(request)
+        pending = b""
+        async for chunk in answer.content.iter_any():
+            pending += chunk
+            *events, pending = pending.split(b"\n\n")
+            for event in events:
+                await response.write(frame_of_sse_event(event))
+        await response.write_eof()
+        return response
+
+    def _authentication_error(self, request: web.Request, body: bytes) -> web.Response | None:
+        header = request.headers.get("authorization", "")
+        if header.startswith("Bearer "):
+            if header.removeprefix("Bearer ") in self.api_keys:
+                return None
+            return bedrock_error(403, "UnrecognizedClientException", "The security token included is invalid.")
+        match = AUTHORIZATION.match(header)
+        if match is None:
+            return bedrock_error(403, "MissingAuthenticationTokenException", "Missing Authentication Token")
+        secret = self.secrets.get(match["key"])
+        if secret is None or match["region"] != self.region or match["service"] != "bedrock":
+            return bedrock_error(403, "UnrecognizedClientException", "The security token included is invalid.")
+        if not hmac.compare_digest(expected_signature(request, body, match, secret), match["signature"]):
+            return bedrock_error(403, "InvalidSignatureException", "The request signature does not match.")
+        return None
+
+
+def expected_signature(request: web.Request, body: bytes, match: re.Match[str], secret: str) -> str:
+    """SigV4 worked out again over what arrived: the path as sent, the headers it says it signed."""
+    signed_names = match["signed"].split(";")
+    headers = {name: request.headers.get(name, "") for name in signed_names}
+    url = f"http://{request.host}{request.raw_path}"
+    signed = AWSRequest(method=request.method, url=url, data=body, headers=headers)
+    signed.context["timestamp"] = request.headers.get("x-amz-date", "")
+    token = request.headers.get("x-amz-security-token")
+    auth = SigV4Auth(Credentials(match["key"], secret, token), match["service"], match["region"])
+    return auth.signature(auth.string_to_sign(signed, auth.canonical_request(signed)), signed)
+
+
+def bedrock_error(status: int, exception: str, message: str) -> web.Response:
+    return web.Response(
+        status=status,
+        body=orjson.dumps({"message": message}),
+        content_type="application/json",
+        headers={"x-amzn-ErrorType": f"{exception}:http://internal.amazon.com/coral/com.amazon.bedrock/"},
+    )
+
+
+def bedrock_error_of(status: int, body: bytes) -> web.Response:
+    """The simulator's Anthropic error as Bedrock would have put it."""
+    error = orjson.loads(body).get("error", {})
+    status, exception = EXCEPTION_OF_ERROR.get(error.get("type"), (status, "InternalServerException"))
+    return bedrock_error(status, exception, error.get("message", ""))
+
+
+def frame_of_sse_event(event: bytes) -> bytes:
+    """One SSE event as Bedrock frames it: a chunk event around the base64 JSON, or an exception."""
+    data = orjson.loads(event.split(b"data: ", 1)[1])
+    if data["type"] == "error":
+        _, exception = EXCEPTION_OF_ERROR.get(data["error"]["type"], (500, "InternalServerException"))
+        name = exception[0].lower() + exception[1:]
+        headers = {":message-type": "exception", ":exception-type": name, ":content-type": "application/json"}
+        return event_stream_frame(headers, orjson.dumps({"message": data["error"]["message"]}))
+    if data["type"] == "message_stop":
+        data["amazon-bedrock-invocationMetrics"] = {"inputTokenCount": 1, "outputTokenCount": 1}
+    payload = orjson.dumps({"bytes": base64.b64encode(orjson.dumps(data)).decode(), "p": "abcdef"})
+    headers = {":message-type": "event", ":event-type": "chunk", ":content-type": "application/json"}
+    return event_stream_frame(headers, payload)
+
+
+def event_stream_frame(headers: dict[str, str], payload: bytes) -> bytes:
+    """An AWS event-stream message: prelude (lengths and their CRC32), string headers, payload, CRC32."""
+    encoded_headers = b"".join(
+        bytes([len(name)]) + name.encode() + b"\x07" + struct.pack(">H", len(value)) + value.encode()
+        for name, value in headers.items()
+    )
+    prelude = struct.pack(">II", 12 + len(encoded_headers) + len(payload) + 4, len(encoded_headers))
+    message = prelude + struct.pack(">I", zlib.crc32(prelude)) + encoded_headers + payload
+    return message + struct.pack(">I", zlib.crc32(message))

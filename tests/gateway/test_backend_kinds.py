@@ -1,0 +1,274 @@
+"""One set of gateway cases, run against every kind of backend, with the official SDK as client.
+
+Anthropic's API is the simulator itself; Bedrock is the stand-in (tests/bedrock_stand_in.py), which
+checks SigV4, takes Bedrock's body and answers in event-stream frames, with the same simulator
+behind it. Whatever the kind, the client must see Anthropic's answers, errors and usage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import orjson
+import pytest
+
+from gateway.routing import health
+from gateway.services import upstream_add
+from gateway.simulator import THINKING_SIGNATURE, TOOL_INPUT
+from gateway.usage.writer import usage_writer
+from tests.bedrock_stand_in import ANTHROPIC_VERSION, BedrockStandIn
+from tests.helpers import wait_until
+
+HELLO = [{"role": "user", "content": "Hello"}]
+BEDROCK_MODEL_ID = "anthropic.claude-sonnet-4-6-v1:0"  # a colon: the URL must carry it encoded, signed alike
+
+
+@pytest.fixture(scope="session")
+def bedrock_server() -> Iterator[BedrockStandIn]:
+    server = BedrockStandIn().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bedrock(bedrock_server: BedrockStandIn) -> BedrockStandIn:
+    bedrock_server.reset()
+    return bedrock_server
+
+
+def add_bedrock(bedrock: BedrockStandIn, *, credential: str | None = None, fallback: bool = False) -> None:
+    """Bedrock for every Claude model, with its own id for claude-sonnet-4-6 unless it is a
+    fallback (an exact route's target comes before the glob's, so it would be tried first)."""
+    upstream_add(
+        name="bedrock",
+        kind="bedrock",
+        base_url=bedrock.base_url,
+        region=bedrock.region,
+        credentials=[credential or bedrock.credential],
+        model_globs=["claude-*"] if fallback else [f"claude-sonnet-4-6={BEDROCK_MODEL_ID}", "claude-*"],
+    )
+
+
+@pytest.fixture(params=["anthropic", "bedrock"])
+def kind(request, gateway, bedrock) -> str:
+    """The gateway served by one kind of backend only; `gateway.simulator` is the one answering."""
+    if request.param == "bedrock":
+        from gateway.models import Upstream
+
+        Upstream.objects.filter(name="sim").delete()
+        add_bedrock(bedrock)
+        gateway.simulator = bedrock.simulator
+    return request.param
+
+
+def usage_record(request_id: str):
+    wait_until(lambda: usage_writer.find(request_id) is not None, timeout=5)
+    return usage_writer.find(request_id)
+
+
+def test_non_stream_message(gateway, kind, bedrock):
+    response = gateway.client().messages.with_raw_response.create(
+        model="claude-sonnet-4-6", max_tokens=100, messages=HELLO
+    )
+    message = response.parse()
+    assert message.content[0].text == "Hello from the simulator."
+    assert message.model == "claude-sonnet-4-6"
+    record = usage_record(response.headers["request-id"])
+    assert (record.status, record.upstream, record.stream) == (200, "sim" if kind == "anthropic" else "bedrock", False)
+    assert (record.input_tokens, record.output_tokens) == (1, 4)
+    if kind == "bedrock":
+        (sent,) = bedrock.requests
+        assert sent["path"] == "/model/anthropic.claude-sonnet-4-6-v1%3A0/invoke"
+        assert sent["body"]["anthropic_version"] == ANTHROPIC_VERSION
+        assert sent["body"].keys().isdisjoint({"model", "stream"})
+        assert record.upstream_model == BEDROCK_MODEL_ID
+
+
+def test_text_stream_and_usage(gateway, kind):
+    with gateway.client().messages.stream(model="claude-opus-5-5", max_tokens=100, messages=HELLO) as stream:
+        text = "".join(stream.text_stream)
+        message = stream.get_final_message()
+        request_id = stream.response.headers["request-id"]
+        content_type = stream.response.headers["content-type"]
+    assert content_type.startswith("text/event-stream")
+    assert (text, message.model, message.stop_reason) == ("Hello from the simulator.", "claude-opus-5-5", "end_turn")
+    record = usage_record(request_id)
+    assert (record.status, record.stream, record.input_tokens, record.output_tokens) == (200, True, 1, 4)
+    assert record.time_to_first_token_ms is not None
+
+
+def test_the_stream_is_anthropics_event_for_event(gateway, kind):
+    """Bedrock's own additions (invocation metrics) never reach the client."""
+    raw = gateway.client().messages.with_raw_response.create(
+        model="claude-sonnet-4-6", max_tokens=100, messages=HELLO, stream=True
+    )
+    body = raw.http_response.read()
+    events = [event for event in body.split(b"\n\n") if event]
+    names = [event.split(b"\n", 1)[0] for event in events]
+    assert (names[0], names[-1]) == (b"event: message_start", b"event: message_stop")
+    assert all(event.startswith(b"event: ") and b"\ndata: {" in event for event in events)
+    assert b"amazon-bedrock" not in body
+
+
+def test_tool_use_round_trip(gateway, kind):
+    tools = [{"name": "get_weather", "description": "Weather", "input_schema": {"type": "object"}}]
+    question = {"role": "user", "content": "scenario:tool_use weather in Paris?"}
+    client = gateway.client()
+    with client.messages.stream(model="claude-sonnet-4-6", max_tokens=100, messages=[question], tools=tools) as stream:
+        first = stream.get_final_message()
+    tool_use = first.content[0]
+    assert (tool_use.type, tool_use.input, first.stop_reason) == ("tool_use", TOOL_INPUT, "tool_use")
+    answer = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool_use.id, "content": "Sunny"}]}
+    second = client.messages.create(
+        model="claude-sonnet-4-6",
+        max_tokens=100,
+        tools=tools,
+        messages=[question, {"role": "assistant", "content": first.content}, answer],
+    )
+    assert second.content[0].text == "Hello from the simulator."
+    sent = orjson.loads(gateway.simulator.requests()[-1]["body"])
+    assert sent["messages"][1]["content"][0]["id"] == tool_use.id
+
+
+def test_thinking_arrives_with_its_signature(gateway, kind):
+    with gateway.client().messages.stream(
+        model="claude-sonnet-4-6",
+        max_tokens=2000,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        messages=[{"role": "user", "content": "scenario:thinking"}],
+    ) as stream:
+        message = stream.get_final_message()
+    assert (message.content[0].type, message.content[0].signature) == ("thinking", THINKING_SIGNATURE)
+
+
+@pytest.mark.parametrize("streams", [False, True])
+def test_stop_sequences(gateway, kind, streams):
+    options = {"model": "claude-sonnet-4-6", "max_tokens": 100, "messages": HELLO, "stop_sequences": ["simulator"]}
+    if streams:
+        with gateway.client().messages.stream(**options) as stream:
+            message = stream.get_final_message()
+    else:
+        message = gateway.client().messages.create(**options)
+    assert (message.content[0].text, message.stop_reason, message.stop_sequence) == (
+        "Hello from the ",
+        "stop_sequence",
+        "simulator",
+    )
+
+
+def test_betas_reach_the_backend(gateway, kind, bedrock):
+    gateway.client().messages.create(
+        model="claude-sonnet-4-6",
+        max_tokens=100,
+        messages=HELLO,
+        extra_headers={"anthropic-beta": "context-1m-2025-08-07, interleaved-thinking-2025-05-14"},
+    )
+    assert gateway.simulator.requests()[-1]["headers"]["anthropic-beta"].replace(" ", "") == (
+        "context-1m-2025-08-07,interleaved-thinking-2025-05-14"
+    )
+    if kind == "bedrock":
+        assert bedrock.requests[-1]["body"]["anthropic_beta"] == [
+            "context-1m-2025-08-07",
+            "interleaved-thinking-2025-05-14",
+        ]
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type", "exception"),
+    [
+        (400, "invalid_request_error", "BadRequestError"),
+        (404, "not_found_error", "NotFoundError"),
+        (500, "api_error", "InternalServerError"),
+    ],
+)
+def test_backend_errors_reach_the_client_as_anthropics(gateway, kind, anthropic_errors, status, error_type, exception):
+    body = {"type": "error", "error": {"type": error_type, "message": "The backend says no."}}
+    gateway.simulator.fail_next(status, count=5, body=body)
+    with pytest.raises(getattr(anthropic_errors, exception)) as raised:
+        gateway.client().messages.create(model="claude-sonnet-4-6", max_tokens=100, messages=HELLO)
+    error = raised.value
+    assert error.status_code == status
+    assert error.body["type"] == "error"
+    assert (error.body["error"]["type"], error.body["error"]["message"]) == (error_type, "The backend says no.")
+    assert error.body["request_id"] == error.response.headers["request-id"]
+
+
+def test_an_overloaded_backend_is_overloaded_for_the_client(gateway, kind, anthropic_errors):
+    with pytest.raises(anthropic_errors.APIStatusError) as raised:
+        gateway.client().messages.create(
+            model="claude-sonnet-4-6", max_tokens=100, messages=[{"role": "user", "content": "scenario:overloaded"}]
+        )
+    assert (raised.value.status_code, raised.value.body["error"]["type"]) == (529, "overloaded_error")
+
+
+def test_an_error_mid_stream_reaches_the_client_as_an_error_event(gateway, kind, anthropic_errors):
+    stream = gateway.client().messages.stream(
+        model="claude-sonnet-4-6", max_tokens=100, messages=[{"role": "user", "content": "scenario:error_mid_stream"}]
+    )
+    with stream as events:
+        request_id = events.response.headers["request-id"]
+        with pytest.raises(anthropic_errors.APIStatusError) as raised:
+            "".join(events.text_stream)
+    assert raised.value.body["error"]["type"] == "overloaded_error"
+    assert usage_record(request_id).error_type == "overloaded_error"
+
+
+def test_bedrock_takes_an_api_key_as_a_bearer_token(gateway, bedrock):
+    from gateway.models import Upstream
+
+    Upstream.objects.filter(name="sim").delete()
+    add_bedrock(bedrock, credential="bedrock-api-key-stand-in")
+    message = gateway.client().messages.create(model="claude-sonnet-4-6", max_tokens=100, messages=HELLO)
+    assert message.content[0].text == "Hello from the simulator."
+    assert bedrock.requests[-1]["headers"]["Authorization"] == "Bearer bedrock-api-key-stand-in"
+
+
+def test_a_signature_bedrock_refuses_is_our_credential_not_the_clients(gateway, bedrock, anthropic_errors):
+    """A wrong secret key fails SigV4: the credential rests, and the client is told of an outage, not of its key."""
+    from gateway.models import Upstream
+
+    Upstream.objects.filter(name="sim").delete()
+    add_bedrock(bedrock, credential="AKIDSTANDIN:not-the-secret")
+    with pytest.raises(anthropic_errors.APIStatusError) as raised:
+        gateway.client().messages.create(model="claude-sonnet-4-6", max_tokens=100, messages=HELLO)
+    assert raised.value.status_code == 503
+    assert bedrock.requests == []  # refused before anything was taken
+
+
+def test_count_tokens_on_bedrock_is_estimated(gateway, bedrock):
+    from gateway.models import Upstream
+
+    Upstream.objects.filter(name="sim").delete()
+    add_bedrock(bedrock)
+    counted = gateway.client().messages.count_tokens(model="claude-sonnet-4-6", messages=HELLO)
+    assert counted.input_tokens > 0
+    assert bedrock.requests == []
+
+
+def test_failover_from_anthropic_to_bedrock_and_back(gateway, bedrock):
+    add_bedrock(bedrock, fallback=True)
+    gateway.simulator.fail_next(529, retry_after=30)
+    client = gateway.client()
+    first = client.messages.with_raw_response.create(model="claude-sonnet-4-6", max_tokens=100, messages=HELLO)
+    assert usage_record(first.headers["request-id"]).upstream == "bedrock"
+    assert len(bedrock.requests) == 1
+    health.reset()  # the cooled credential's rest is over
+    second = client.messages.with_raw_response.create(model="claude-sonnet-4-6", max_tokens=100, messages=HELLO)
+    assert usage_record(second.headers["request-id"]).upstream == "sim"
+    assert len(bedrock.requests) == 1
+
+
+def test_thinking_blocks_stay_with_the_provider_that_signed_them(gateway, bedrock, anthropic_errors):
+    """A request carrying thinking blocks is not moved to Bedrock when Anthropic's API is out."""
+    add_bedrock(bedrock, fallback=True)
+    gateway.simulator.fail_next(529, count=5)
+    history = [
+        {"role": "user", "content": "Hello"},
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": "Hm.", "signature": THINKING_SIGNATURE}]},
+        {"role": "user", "content": "Go on"},
+    ]
+    body = orjson.dumps({"model": "claude-sonnet-4-6", "max_tokens": 100, "messages": history})
+    with pytest.raises(anthropic_errors.APIStatusError) as raised:
+        gateway.client().post("/v1/messages", body=orjson.loads(body), cast_to=object)
+    assert raised.value.status_code == 529
+    assert bedrock.requests == []
