@@ -213,6 +213,21 @@ def test_an_error_mid_stream_reaches_the_client_as_an_error_event(gateway, kind,
     assert usage_record(request_id).error_type == "overloaded_error"
 
 
+def test_bedrock_frames_are_relayed_as_they_arrive(gateway, bedrock):
+    """The first delta reaches the client while Bedrock still streams the rest (20 deltas, 0.1 s apart)."""
+    from gateway.models import Upstream
+
+    Upstream.objects.filter(name="sim").delete()
+    add_bedrock(bedrock)
+    slow = [{"role": "user", "content": "scenario:slow"}]
+    with gateway.client().messages.stream(model="claude-sonnet-4-6", max_tokens=100, messages=slow) as stream:
+        first = next(iter(stream.text_stream))
+        still_streaming = bedrock.simulator.stats()["active_streams"]
+        rest = "".join(stream.text_stream)
+    assert (first, still_streaming) == ("tick 1 ", 1)
+    assert rest.endswith("tick 20 ")
+
+
 def test_bedrock_takes_an_api_key_as_a_bearer_token(gateway, bedrock):
     from gateway.models import Upstream
 
