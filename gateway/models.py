@@ -19,11 +19,12 @@ from gateway.credential_encryption import EncryptedTextField
 class UpstreamKind(models.TextChoices):
     ANTHROPIC = "anthropic", "Anthropic Messages API"
     BEDROCK = "bedrock", "AWS Bedrock"
+    VERTEX = "vertex", "Google Vertex AI"
 
 
 # Backends of one family can verify each other's thinking-block signatures: a thinking block
 # signed by one provider is not taken across to another mid-session.
-FAMILY_OF_KIND = {UpstreamKind.ANTHROPIC: "anthropic", UpstreamKind.BEDROCK: "bedrock"}
+FAMILY_OF_KIND = {UpstreamKind.ANTHROPIC: "anthropic", UpstreamKind.BEDROCK: "bedrock", UpstreamKind.VERTEX: "vertex"}
 
 
 AWS_HOST = re.compile(r"^bedrock-runtime(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com$")
@@ -42,7 +43,12 @@ class Upstream(models.Model):
         help_text="e.g. https://api.anthropic.com (no /v1), https://bedrock-runtime.us-east-1.amazonaws.com"
     )
     region = models.CharField(
-        max_length=40, blank=True, help_text="Bedrock: the AWS region; empty means the one in the base URL's host."
+        max_length=40,
+        blank=True,
+        help_text="Bedrock: the AWS region (empty: the base URL's). Vertex: the location, e.g. us-east5.",
+    )
+    project = models.CharField(
+        max_length=100, blank=True, help_text="Vertex: the Google Cloud project; empty means the service account's."
     )
     extra_headers = models.JSONField(default=dict, blank=True, help_text="Headers added to every request.")
     connect_timeout = models.FloatField(default=10.0, help_text="Seconds to open a connection.")
@@ -64,6 +70,8 @@ class Upstream(models.Model):
             raise ValidationError({"extra_headers": "Give an object of header names to string values."})
         if self.kind == UpstreamKind.BEDROCK and not self.region and not aws_region_of(self.base_url):
             raise ValidationError({"region": "Name the AWS region: the base URL's host does not."})
+        if self.kind == UpstreamKind.VERTEX and not self.region:
+            raise ValidationError({"region": "Name the Vertex AI location (us-east5, europe-west1, global...)."})
 
     @property
     def family(self) -> str:

@@ -38,7 +38,8 @@ class UpstreamInfo:
     kind: str
     family: str
     base_url: str
-    region: str  # Bedrock's AWS region; "" for other kinds
+    region: str  # Bedrock's AWS region, Vertex's location; "" for Anthropic
+    project: str  # Vertex's project, when not the service account's
     extra_headers: tuple[tuple[str, str], ...]
     connect_timeout: float
     read_timeout: float
@@ -152,6 +153,7 @@ def _upstream_info(upstream: Upstream) -> UpstreamInfo:
         family=upstream.family,
         base_url=upstream.base_url.rstrip("/"),
         region=upstream.region or aws_region_of(upstream.base_url),
+        project=upstream.project,
         extra_headers=tuple((str(name), str(value)) for name, value in upstream.extra_headers.items()),
         connect_timeout=upstream.connect_timeout,
         read_timeout=upstream.read_timeout,

@@ -26,17 +26,18 @@ def upstream_add(
     credentials: list[str],
     model_globs: list[str] | None = None,
     region: str = "",
+    project: str = "",
 ) -> Upstream:
     """Create or update an upstream, add its credentials, and route the given models to it.
 
     Each model glob gets a route if it has none; the upstream becomes that route's last target,
     so a second upstream added for the same models is its fallback. `NAME=ID` routes the model
     NAME to the upstream's own id for it (a Bedrock model id, say). Raises ValidationError for
-    an upstream that could not serve (a Bedrock one with no region).
+    an upstream that could not serve (a Bedrock or Vertex one with no region).
     """
     upstream = Upstream.objects.filter(name=name).first() or Upstream(name=name)
     upstream.kind, upstream.base_url, upstream.enabled = kind, base_url.rstrip("/"), True
-    upstream.region = region or upstream.region
+    upstream.region, upstream.project = region or upstream.region, project or upstream.project
     upstream.clean()
     upstream.save()
     known = set(upstream.credentials.values_list("secret", flat=True))

@@ -11,7 +11,8 @@ Each kind is a module with the same small interface:
   estimates).
 
 Anthropic's own API (providers/anthropic.py) answers in that shape already: its aiohttp response
-is returned as it is, byte for byte. Other kinds wrap theirs (providers/bedrock.py).
+is returned as it is, byte for byte. Other kinds wrap theirs (providers/translated.py):
+providers/bedrock.py, providers/vertex.py.
 """
 
 from __future__ import annotations
@@ -65,6 +66,6 @@ class Adapter(Protocol):
 
 
 # After the interface: the adapters import it.
-from gateway.providers import anthropic, bedrock  # noqa: E402
+from gateway.providers import anthropic, bedrock, vertex  # noqa: E402
 
-ADAPTERS: dict[str, Adapter | ModuleType] = {"anthropic": anthropic, "bedrock": bedrock}
+ADAPTERS: dict[str, Adapter | ModuleType] = {"anthropic": anthropic, "bedrock": bedrock, "vertex": vertex}

@@ -26,11 +26,11 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.eventstream import EventStreamBuffer, EventStreamMessage, ParserError
-from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from gateway.errors import error_body, sse_error_event
+from gateway.errors import sse_error_event
 from gateway.http import Request
+from gateway.providers.translated import TranslatedResponse, backend_error_message
 from gateway.routing import Credential, UpstreamInfo
 from gateway.upstream_client import client_session, upstream_timeout
 from gateway.wire import error_type_of_status
@@ -62,7 +62,7 @@ STATUS_OF_EXCEPTION = {
 }
 
 
-async def send(request: Request, upstream: UpstreamInfo, credential: Credential, body: bytes) -> BedrockResponse:
+async def send(request: Request, upstream: UpstreamInfo, credential: Credential, body: bytes) -> TranslatedResponse:
     payload = orjson.loads(body)
     model, streams = str(payload.pop("model", "")), payload.pop("stream", False) is True
     payload["anthropic_version"] = ANTHROPIC_VERSION
@@ -80,7 +80,7 @@ async def send(request: Request, upstream: UpstreamInfo, credential: Credential,
     response = await client_session().post(
         URL(url, encoded=True), data=data, headers=headers, timeout=upstream_timeout(upstream), allow_redirects=False
     )
-    return BedrockResponse(response, request.request_id)
+    return translated(response, request.request_id)
 
 
 def request_betas(request: Request) -> list[str]:
@@ -100,36 +100,21 @@ def authorization(secret: str, region: str, url: str, data: bytes, headers: dict
     return {name: value for name, value in signed.headers.items() if name.lower() not in headers}
 
 
-class BedrockResponse:
-    """Bedrock's answer as the relay reads an Anthropic one (gateway/providers/__init__.py)."""
+def translated(response: aiohttp.ClientResponse, request_id: str) -> TranslatedResponse:
+    """Bedrock's answer as Anthropic's: the status its exception stands for, frames as SSE."""
+    streams = response.content_type == "application/vnd.amazon.eventstream" and response.status < 400
+    return TranslatedResponse(
+        response,
+        status=response.status if response.status < 400 else status_of_error(response),
+        streams=streams,
+        content=EventStreamContent(response, request_id) if streams else response.content,
+        request_id=request_id,
+    )
 
-    def __init__(self, response: aiohttp.ClientResponse, request_id: str) -> None:
-        self._response = response
-        self._request_id = request_id
-        self._exception = exception_name(response.headers.get("x-amzn-errortype", ""))
-        if response.status < 400:
-            self.status = response.status
-        else:
-            self.status = STATUS_OF_EXCEPTION.get(self._exception) or (500 if response.status >= 500 else 400)
-        streams = response.content_type == "application/vnd.amazon.eventstream" and response.status < 400
-        headers = CIMultiDict({"content-type": "text/event-stream" if streams else "application/json"})
-        if retry_after := response.headers.get("retry-after"):
-            headers["retry-after"] = retry_after
-        self.headers = CIMultiDictProxy(headers)
-        self.raw_headers = tuple((name.encode(), value.encode()) for name, value in headers.items())
-        self.content = EventStreamContent(response, request_id) if streams else response.content
 
-    async def read(self) -> bytes:
-        body = await self._response.read()
-        if self._response.status < 400:
-            return body
-        return error_body(error_type_of_status(self.status), bedrock_message(body), self._request_id)
-
-    def release(self) -> None:
-        self._response.release()
-
-    def close(self) -> None:
-        self._response.close()
+def status_of_error(response: aiohttp.ClientResponse) -> int:
+    exception = exception_name(response.headers.get("x-amzn-errortype", ""))
+    return STATUS_OF_EXCEPTION.get(exception) or (500 if response.status >= 500 else 400)
 
 
 class EventStreamContent:
@@ -158,7 +143,7 @@ class EventStreamContent:
         if message_type in ("exception", "error"):
             name = frame.headers.get(":exception-type") or frame.headers.get(":error-code") or ""
             status = STATUS_OF_EXCEPTION.get(exception_name(str(name)), 500)
-            return sse_error_event(error_type_of_status(status), bedrock_message(frame.payload), self._request_id)
+            return sse_error_event(error_type_of_status(status), frame_message(frame.payload), self._request_id)
         if message_type != "event" or frame.headers.get(":event-type") != "chunk":
             return b""
         return sse_of_chunk(base64.b64decode(orjson.loads(frame.payload)["bytes"]))
@@ -179,13 +164,8 @@ def exception_name(value: str) -> str:
     return name[:1].upper() + name[1:]
 
 
-def bedrock_message(body: bytes) -> str:
+def frame_message(payload: bytes) -> str:
     try:
-        payload = orjson.loads(body)
+        return backend_error_message(orjson.loads(payload), payload)
     except orjson.JSONDecodeError:
-        payload = None
-    if isinstance(payload, dict):
-        message = payload.get("message") or payload.get("Message")
-        if isinstance(message, str):
-            return message
-    return body.decode("utf-8", "replace").strip()[:500] or "The Bedrock backend gave no reason."
+        return backend_error_message(None, payload)

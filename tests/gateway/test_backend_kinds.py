@@ -1,8 +1,9 @@
 """One set of gateway cases, run against every kind of backend, with the official SDK as client.
 
-Anthropic's API is the simulator itself; Bedrock is the stand-in (tests/bedrock_stand_in.py), which
-checks SigV4, takes Bedrock's body and answers in event-stream frames, with the same simulator
-behind it. Whatever the kind, the client must see Anthropic's answers, errors and usage.
+Anthropic's API is the simulator itself; Bedrock and Vertex are stand-ins (tests/bedrock_stand_in.py:
+SigV4, Bedrock's body, event-stream frames; tests/vertex_stand_in.py: a token endpoint, Vertex's
+paths and body), each with a simulator of its own behind it. Whatever the kind, the client must see
+Anthropic's answers, errors and usage.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import pytest
 from gateway.routing import health
 from gateway.services import upstream_add
 from gateway.simulator import THINKING_SIGNATURE, TOOL_INPUT
+from gateway.simulator import estimate_input_tokens as simulator_estimate
 from gateway.usage.writer import usage_writer
 from tests.bedrock_stand_in import ANTHROPIC_VERSION, BedrockStandIn
 from tests.helpers import wait_until
+from tests.vertex_stand_in import ANTHROPIC_VERSION as VERTEX_ANTHROPIC_VERSION
+from tests.vertex_stand_in import VertexStandIn
 
 HELLO = [{"role": "user", "content": "Hello"}]
 BEDROCK_MODEL_ID = "anthropic.claude-sonnet-4-6-v1:0"  # a colon: the URL must carry it encoded, signed alike
@@ -36,6 +40,48 @@ def bedrock(bedrock_server: BedrockStandIn) -> BedrockStandIn:
     return bedrock_server
 
 
+@pytest.fixture(scope="session")
+def vertex_server() -> Iterator[VertexStandIn]:
+    server = VertexStandIn().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def vertex(vertex_server: VertexStandIn) -> VertexStandIn:
+    from gateway.providers.vertex import access_tokens
+
+    vertex_server.reset()
+    access_tokens.forget()
+    return vertex_server
+
+
+def add_vertex(vertex: VertexStandIn, *, key: str | None = None) -> None:
+    upstream_add(
+        name="vertex",
+        kind="vertex",
+        base_url=vertex.base_url,
+        region=vertex.region,
+        credentials=[key or vertex.service_account_key()],
+        model_globs=["claude-*"],
+    )
+
+
+def only(kind: str, gateway, bedrock: BedrockStandIn, vertex: VertexStandIn) -> None:
+    """The gateway served by one kind of backend alone; `gateway.simulator` is the one that answers."""
+    if kind == "anthropic":
+        return
+    from gateway.models import Upstream
+
+    Upstream.objects.filter(name="sim").delete()
+    if kind == "bedrock":
+        add_bedrock(bedrock)
+        gateway.simulator = bedrock.simulator
+    else:
+        add_vertex(vertex)
+        gateway.simulator = vertex.simulator
+
+
 def add_bedrock(bedrock: BedrockStandIn, *, credential: str | None = None, fallback: bool = False) -> None:
     """Bedrock for every Claude model, with its own id for claude-sonnet-4-6 unless it is a
     fallback (an exact route's target comes before the glob's, so it would be tried first)."""
@@ -49,15 +95,9 @@ def add_bedrock(bedrock: BedrockStandIn, *, credential: str | None = None, fallb
     )
 
 
-@pytest.fixture(params=["anthropic", "bedrock"])
-def kind(request, gateway, bedrock) -> str:
-    """The gateway served by one kind of backend only; `gateway.simulator` is the one answering."""
-    if request.param == "bedrock":
-        from gateway.models import Upstream
-
-        Upstream.objects.filter(name="sim").delete()
-        add_bedrock(bedrock)
-        gateway.simulator = bedrock.simulator
+@pytest.fixture(params=["anthropic", "bedrock", "vertex"])
+def kind(request, gateway, bedrock, vertex) -> str:
+    only(request.param, gateway, bedrock, vertex)
     return request.param
 
 
@@ -66,7 +106,7 @@ def usage_record(request_id: str):
     return usage_writer.find(request_id)
 
 
-def test_non_stream_message(gateway, kind, bedrock):
+def test_non_stream_message(gateway, kind, bedrock, vertex):
     response = gateway.client().messages.with_raw_response.create(
         model="claude-sonnet-4-6", max_tokens=100, messages=HELLO
     )
@@ -74,7 +114,7 @@ def test_non_stream_message(gateway, kind, bedrock):
     assert message.content[0].text == "Hello from the simulator."
     assert message.model == "claude-sonnet-4-6"
     record = usage_record(response.headers["request-id"])
-    assert (record.status, record.upstream, record.stream) == (200, "sim" if kind == "anthropic" else "bedrock", False)
+    assert (record.status, record.upstream, record.stream) == (200, "sim" if kind == "anthropic" else kind, False)
     assert (record.input_tokens, record.output_tokens) == (1, 4)
     if kind == "bedrock":
         (sent,) = bedrock.requests
@@ -82,6 +122,10 @@ def test_non_stream_message(gateway, kind, bedrock):
         assert sent["body"]["anthropic_version"] == ANTHROPIC_VERSION
         assert sent["body"].keys().isdisjoint({"model", "stream"})
         assert record.upstream_model == BEDROCK_MODEL_ID
+    if kind == "vertex":
+        (sent,) = vertex.requests
+        assert sent["path"].endswith("/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-6:rawPredict")
+        assert sent["body"]["anthropic_version"] == VERTEX_ANTHROPIC_VERSION
 
 
 def test_text_stream_and_usage(gateway, kind):
@@ -287,3 +331,63 @@ def test_thinking_blocks_stay_with_the_provider_that_signed_them(gateway, bedroc
         gateway.client().post("/v1/messages", body=orjson.loads(body), cast_to=object)
     assert raised.value.status_code == 529
     assert bedrock.requests == []
+
+
+def test_a_vertex_token_is_fetched_once_and_reused(gateway, vertex):
+    only("vertex", gateway, None, vertex)
+    client = gateway.client()
+    for _ in range(3):
+        client.messages.create(model="claude-sonnet-4-6", max_tokens=100, messages=HELLO)
+    assert vertex.token_requests == 1
+    assert len({sent["headers"]["Authorization"] for sent in vertex.requests}) == 1
+
+
+def test_a_google_quota_refusal_is_a_rate_limit_error(gateway, vertex, anthropic_errors):
+    only("vertex", gateway, None, vertex)
+    vertex.quota_refusals = 1
+    with pytest.raises(anthropic_errors.RateLimitError) as raised:
+        gateway.client().messages.create(model="claude-sonnet-4-6", max_tokens=100, messages=HELLO)
+    error = raised.value.body["error"]
+    assert (error["type"], error["message"]) == ("rate_limit_error", "Quota exceeded for aiplatform.googleapis.com.")
+
+
+def test_count_tokens_is_asked_of_vertex(gateway, vertex):
+    only("vertex", gateway, None, vertex)
+    counted = gateway.client().messages.count_tokens(model="claude-sonnet-4-6", messages=HELLO)
+    (sent,) = vertex.requests
+    assert sent["path"].endswith("/publishers/anthropic/models/count-tokens:rawPredict")
+    assert sent["body"]["model"] == "claude-sonnet-4-6"
+    assert vertex.simulator.requests()[-1]["path"] == "/v1/messages/count_tokens"
+    assert counted.input_tokens == simulator_estimate({"model": "claude-sonnet-4-6", "messages": HELLO})
+
+
+def test_a_service_account_google_refuses_is_our_credential_not_the_clients(gateway, vertex, anthropic_errors):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from gateway.models import Upstream
+
+    Upstream.objects.filter(name="sim").delete()
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    add_vertex(vertex, key=vertex.service_account_key(stranger.decode()))
+    with pytest.raises(anthropic_errors.APIStatusError) as raised:
+        gateway.client().messages.create(model="claude-sonnet-4-6", max_tokens=100, messages=HELLO)
+    assert raised.value.status_code == 503
+    assert (vertex.token_requests, vertex.requests) == (1, [])
+
+
+def test_failover_from_anthropic_to_bedrock_to_vertex_and_back(gateway, bedrock, vertex):
+    add_bedrock(bedrock, fallback=True)
+    add_vertex(vertex)  # the third for claude-*
+    gateway.simulator.fail_next(529, retry_after=30)
+    bedrock.simulator.fail_next(529, retry_after=30)
+    client = gateway.client()
+    first = client.messages.with_raw_response.create(model="claude-sonnet-4-6", max_tokens=100, messages=HELLO)
+    assert usage_record(first.headers["request-id"]).upstream == "vertex"
+    assert (len(bedrock.requests), len(vertex.requests)) == (1, 1)
+    health.reset()  # the cooled credentials' rest is over
+    second = client.messages.with_raw_response.create(model="claude-sonnet-4-6", max_tokens=100, messages=HELLO)
+    assert usage_record(second.headers["request-id"]).upstream == "sim"
+    assert (len(bedrock.requests), len(vertex.requests)) == (1, 1)

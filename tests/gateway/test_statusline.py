@@ -7,6 +7,7 @@ import json
 import socket
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -39,13 +40,20 @@ def run_status_line(script: Path, home: Path, base_url: str, key: str) -> subpro
     )
 
 
+def shown_time(rfc3339: str) -> str:
+    """A time as the script shows it, the clock being UTC here: HH:MM today, with the date after
+    midnight (a 5-hour window opened after 19:00 ends tomorrow)."""
+    moment = datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))
+    return moment.strftime("%H:%M" if moment.date() == datetime.now(UTC).date() else "%b %d %H:%M")
+
+
 def test_the_line_shows_the_plan_and_windows_and_is_kept_a_few_seconds(gateway, tmp_path):
     script = download(gateway.base_url, tmp_path)
     send_messages(gateway.base_url, gateway.key, 3)
     windows = httpx.get(gateway.base_url + "/llmapi/usage", headers={"x-api-key": gateway.key}).json()["windows"]
     assert windows["5h"]["used"] == windows["week"]["used"] == 3
     five_hours, week = windows["5h"]["limit"], windows["week"]["limit"]
-    reset = windows["5h"]["resets_at"][11:16]  # HH:MM, the clock being UTC here
+    reset = shown_time(windows["5h"]["resets_at"])
 
     shown = run_status_line(script, tmp_path, gateway.base_url, gateway.key)
     assert (shown.returncode, shown.stderr) == (0, "")

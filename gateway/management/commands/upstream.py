@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from argparse import ArgumentParser
+from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -30,10 +31,17 @@ class Command(BaseCommand):
             "--credential",
             action="append",
             default=[],
-            help="An API key; Bedrock: ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN] or an API key."
-            " Repeat for a pool.",
+            help="An API key; Bedrock: ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN] or an API key;"
+            " Vertex: @FILE, a service account's JSON key. Repeat for a pool.",
         )
-        add.add_argument("--region", default="", help="Bedrock: the AWS region, when the base URL does not name it.")
+        add.add_argument(
+            "--region",
+            default="",
+            help="Bedrock: the AWS region, when the base URL does not name it. Vertex: the location.",
+        )
+        add.add_argument(
+            "--project", default="", help="Vertex: the Google Cloud project, if not the service account's."
+        )
         add.add_argument(
             "--model",
             action="append",
@@ -54,7 +62,9 @@ class Command(BaseCommand):
             URLValidator(schemes=["http", "https"])(options["base_url"])
         except ValidationError:
             raise CommandError(f"--base-url is not an http(s) URL: {options['base_url']!r}") from None
-        credentials = [credential.strip() for credential in options["credential"] if credential.strip()]
+        credentials = [
+            read_credential(credential.strip()) for credential in options["credential"] if credential.strip()
+        ]
         exists = Upstream.objects.filter(name=options["name"]).exists()
         if not credentials and not exists:
             raise CommandError("Give at least one --credential for a new upstream.")
@@ -66,6 +76,7 @@ class Command(BaseCommand):
                 credentials=credentials,
                 model_globs=options["models"],
                 region=options["region"],
+                project=options["project"],
             )
         except ValidationError as error:
             raise CommandError(" ".join(error.messages)) from None
@@ -94,3 +105,13 @@ class Command(BaseCommand):
             for target in upstream.targets.all():
                 model = target.upstream_model or "(same name)"
                 self.stdout.write(f"  route {target.route.pattern} -> {model}  position {target.position}")
+
+
+def read_credential(value: str) -> str:
+    """A credential as given, or the contents of the file `@PATH` names (a Vertex service account key)."""
+    if not value.startswith("@"):
+        return value
+    try:
+        return Path(value[1:]).read_text().strip()
+    except OSError as error:
+        raise CommandError(f"cannot read the credential file {value[1:]!r}: {error.strerror}") from None
