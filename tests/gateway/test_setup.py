@@ -70,6 +70,24 @@ def test_a_bedrock_upstream_needs_a_region_and_takes_model_ids():
     )
 
 
+def test_a_vertex_upstream_reads_its_service_account_key_from_a_file(tmp_path):
+    key = '{"type": "service_account", "project_id": "p"}'
+    (tmp_path / "key.json").write_text(key + "\n")
+    base_url = "https://us-east5-aiplatform.googleapis.com"
+    with pytest.raises(CommandError, match="cannot read the credential file"):
+        call_command(
+            "upstream", "add", "v", "--kind", "vertex", "--base-url", base_url, "--credential", "@nowhere.json"
+        )
+    with pytest.raises(CommandError, match="location"):
+        call_command("upstream", "add", "v", "--kind", "vertex", "--base-url", base_url, "--credential", "k")
+    call_command(
+        "upstream", "add", "v", "--kind", "vertex", "--base-url", base_url, "--region", "us-east5",
+        "--credential", f"@{tmp_path / 'key.json'}",
+    )  # fmt: skip
+    upstream = Upstream.objects.get(name="v")
+    assert (upstream.region, upstream.credentials.get().secret) == ("us-east5", key)
+
+
 def test_upstream_list_masks_credentials(capsys):
     upstream_add(name="main", base_url="https://a.example", credentials=[SECRET])
     call_command("upstream", "list")
