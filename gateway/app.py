@@ -173,6 +173,7 @@ class MessageFields(msgspec.Struct):
     stream: Any = msgspec.UNSET
     max_tokens: Any = msgspec.UNSET
     messages: msgspec.Raw = msgspec.UNSET
+    metadata: Any = msgspec.UNSET  # a few dozen bytes: `user_id` names Claude Code's session
 
 
 _message_fields_decoder = msgspec.json.Decoder(MessageFields)
@@ -200,11 +201,11 @@ def read_message_fields(body: bytes) -> MessageFields:
     return fields
 
 
-async def candidates_for(model: str) -> list[Candidate]:
+async def candidates_for(model: str, session: str = "") -> list[Candidate]:
     table = await route_table()
     if not table.matching_routes(model):
         raise GatewayError(404, f"model: {model}")
-    candidates = table.candidates(model)
+    candidates = table.candidates(model, session)
     if not candidates:
         raise GatewayError(503, f"No backend is configured for model {model} yet. Please retry later.")
     return candidates
@@ -222,14 +223,30 @@ def body_maker(request: Request, model: str) -> Callable[[Candidate], bytes]:
     return body_for
 
 
-def model_and_stream_flag(body: bytes) -> tuple[str, bool]:
-    """What the gateway needs of a message request."""
-    fields = read_message_fields(body)
-    return str(fields.model), fields.stream is True
+SESSION_HEADER = b"x-claude-code-session-id"
+SESSION_MARK = "_session_"  # Claude Code's user_id: user_{hash}_account_{uuid}_session_{uuid}
+
+
+def session_of(request: Request, metadata: object, principal: KeyPrincipal) -> str:
+    """The conversation a request belongs to, for keeping it on one backend (gateway/routing.py):
+    Claude Code's session header, else the session in `metadata.user_id`, else the key."""
+    if header := request.headers.get(SESSION_HEADER):
+        return header.decode("latin-1")[:200]
+    user_id = metadata.get("user_id") if isinstance(metadata, dict) else None
+    if isinstance(user_id, str):
+        if user_id.startswith("{"):  # newer Claude Code: a JSON object with a session_id
+            with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+                if isinstance(session := orjson.loads(user_id).get("session_id"), str) and session:
+                    return session[:200]
+        elif SESSION_MARK in user_id:
+            return user_id.rsplit(SESSION_MARK, 1)[1][:200]
+    return f"key:{principal.key_id}"
 
 
 async def messages(request: Request, principal: KeyPrincipal, responder: Responder) -> None:
-    model, wants_stream = model_and_stream_flag(request.body)
+    fields = read_message_fields(request.body)
+    model, wants_stream = str(fields.model), fields.stream is True
+    session = session_of(request, fields.metadata, principal)
     started = time.perf_counter()
     record = UsageRecord(
         request_id=request.request_id,
@@ -244,8 +261,10 @@ async def messages(request: Request, principal: KeyPrincipal, responder: Respond
         await give_back_if_counted(principal, "admit", responder)
 
     try:
-        candidates = await candidates_for(model)
-        answer = await open_upstream(request=request, candidates=candidates, body_for=body_maker(request, model))
+        candidates = await candidates_for(model, session)
+        answer = await open_upstream(
+            request=request, candidates=candidates, body_for=body_maker(request, model), session=session
+        )
         inflight_bodies.let_go(request)  # sent: not held for the length of the answer (10,000 streams x 50 KB)
         if isinstance(answer, RefusedAnswer):
             record.status, record.error_type = answer.status, error_type_of_status(answer.status)

@@ -57,8 +57,13 @@ class RefusedAnswer:
     body: bytes
 
 
-def plan_attempts(candidates: list[Candidate], *, same_family_only: bool) -> list[Attempt]:
+def plan_attempts(candidates: list[Candidate], *, session: str = "", family_first: bool = False) -> list[Attempt]:
     """Every (backend, credential) pair that may be tried now, in order.
+
+    A session's pairs come in its own order (gateway/routing.py), so that it keeps the backend
+    and credential whose prompt cache it warmed. With `family_first`, the pairs of the first
+    candidate's family come before all others: a request carrying thinking blocks moves to
+    another provider only when none of the one that signed them can serve.
 
     When all are resting (cooling down or circuit open), the one that rests the shortest is
     tried anyway: demotion must never turn into an outage of our own making.
@@ -66,24 +71,24 @@ def plan_attempts(candidates: list[Candidate], *, same_family_only: bool) -> lis
     now = time.monotonic()
     ready: list[Attempt] = []
     resting: list[tuple[float, Attempt]] = []
-    family = candidates[0].upstream.family if candidates else ""
     for candidate in candidates:
-        if same_family_only and candidate.upstream.family != family:
-            continue  # thinking signatures only verify within one family
-        for credential in health.credentials_in_turn(candidate.upstream):
+        for credential in health.credentials_for(candidate.upstream, session):
             available_at = health.available_at(candidate.upstream, credential)
             attempt = Attempt(candidate, credential)
             if available_at <= now:
                 ready.append(attempt)
             else:
                 resting.append((available_at, attempt))
+    if family_first and ready:
+        family = candidates[0].upstream.family
+        ready.sort(key=lambda attempt: attempt.candidate.upstream.family != family)  # stable: order kept within
     if ready or not resting:
         return ready
     return [min(resting, key=lambda pair: pair[0])[1]]
 
 
 def carries_thinking_blocks(body: bytes) -> bool:
-    # A cheap look at the raw bytes; a false positive only narrows failover to one family.
+    # A cheap look at the raw bytes; a false positive only puts one family's backends first.
     return b'"signature"' in body or b'"redacted_thinking"' in body
 
 
@@ -103,6 +108,7 @@ async def open_upstream(
     request: Request,
     candidates: list[Candidate],
     body_for: Callable[[Candidate], bytes],
+    session: str = "",
 ) -> UpstreamAnswer | RefusedAnswer:
     """Try the backends in order until one gives an answer worth relaying.
 
@@ -113,7 +119,8 @@ async def open_upstream(
     # The body is looked at only where failover could cross families: scanning a Claude Code
     # request (about 50 KB) twice costs more than the rest of planning.
     mixed_families = len({candidate.upstream.family for candidate in candidates}) > 1
-    attempts = plan_attempts(candidates, same_family_only=mixed_families and carries_thinking_blocks(request.body))
+    family_first = mixed_families and carries_thinking_blocks(request.body)
+    attempts = plan_attempts(candidates, session=session, family_first=family_first)
     last_refusal: RefusedAnswer | None = None
     failures: list[str] = []
     disabled_a_credential = False

@@ -8,7 +8,9 @@ so an exact route without targets of its own falls through to its family glob.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -107,12 +109,13 @@ class RouteTable:
     def matching_routes(self, model: str) -> tuple[Route, ...]:
         return self.resolve(model).routes
 
-    def candidates(self, model: str) -> list[Candidate]:
-        """Backends for `model` in the order to try them; equal ones shuffled by weight."""
+    def candidates(self, model: str, session: str = "") -> list[Candidate]:
+        """Backends for `model` in the order to try them. Equal ones come in the session's own
+        order (`in_session_order`), or shuffled by weight for a request of no session."""
         seen: set[tuple[int, str]] = set()
         ordered: list[Candidate] = []
         for group in self.resolve(model).groups:
-            for target in _shuffled_by_weight(group):
+            for target in in_session_order(group, session) if session else _shuffled_by_weight(group):
                 upstream_model = target.upstream_model or model
                 if (target.upstream.id, upstream_model) not in seen:
                     seen.add((target.upstream.id, upstream_model))
@@ -143,6 +146,26 @@ def _shuffled_by_weight(targets: tuple[Target, ...]) -> tuple[Target, ...] | lis
     # Weighted order without replacement: a larger weight comes first more often.
     keyed = [(random.random() ** (1.0 / max(target.upstream.weight, 1)), target) for target in targets]  # noqa: S311
     return [target for _, target in sorted(keyed, key=lambda pair: pair[0], reverse=True)]
+
+
+def in_session_order(targets: tuple[Target, ...], session: str) -> list[Target]:
+    """The targets ranked for one session, the same in every process (rendezvous hashing).
+
+    Prompt caches live per provider account: a session that always starts at the same backend
+    finds its cache warm there. When that backend is out the session moves to the next of its
+    own order, and comes back once the first recovers; each backend's share of the sessions
+    follows its weight, and adding or removing one moves only the sessions it gains or loses.
+    """
+    if len(targets) < 2:
+        return list(targets)
+    return sorted(targets, key=lambda target: session_rank(session, target.upstream.id, target.upstream.weight))
+
+
+def session_rank(session: str, member: int, weight: int = 1) -> float:
+    """Smaller ranks first. Weighted rendezvous hashing: -ln(u) / weight, u uniform in (0, 1) per (session, member)."""
+    digest = hashlib.blake2b(f"{session}\x00{member}".encode(), digest_size=8).digest()
+    uniform = (int.from_bytes(digest, "big") + 1) / 2**64
+    return -math.log(uniform) / max(weight, 1)
 
 
 def _upstream_info(upstream: Upstream) -> UpstreamInfo:
@@ -224,11 +247,14 @@ class HealthBoard:
         self._turns: dict[int, int] = {}
         self._refusals: dict[int, dict[str, float]] = {}  # credential id -> request id -> when
 
-    def credentials_in_turn(self, upstream: UpstreamInfo) -> tuple[Credential, ...]:
-        """The upstream's credentials, starting one further each call, to spread the load."""
+    def credentials_for(self, upstream: UpstreamInfo, session: str = "") -> tuple[Credential, ...]:
+        """The upstream's credentials in the session's own order (each account keeps its own prompt
+        cache), or, for a request of no session, starting one further each call to spread the load."""
         credentials = upstream.credentials
         if len(credentials) < 2:
             return credentials
+        if session:
+            return tuple(sorted(credentials, key=lambda credential: session_rank(session, credential.id)))
         turn = self._turns.get(upstream.id, 0)
         self._turns[upstream.id] = turn + 1
         start = turn % len(credentials)

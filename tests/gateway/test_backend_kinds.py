@@ -8,63 +8,20 @@ Anthropic's answers, errors and usage.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import orjson
 import pytest
 
 from gateway.routing import health
-from gateway.services import upstream_add
 from gateway.simulator import THINKING_SIGNATURE, TOOL_INPUT
 from gateway.simulator import estimate_input_tokens as simulator_estimate
 from gateway.usage.writer import usage_writer
 from tests.bedrock_stand_in import ANTHROPIC_VERSION, BedrockStandIn
+from tests.gateway.backends import BEDROCK_MODEL_ID, add_bedrock, add_vertex
 from tests.helpers import wait_until
 from tests.vertex_stand_in import ANTHROPIC_VERSION as VERTEX_ANTHROPIC_VERSION
 from tests.vertex_stand_in import VertexStandIn
 
 HELLO = [{"role": "user", "content": "Hello"}]
-BEDROCK_MODEL_ID = "anthropic.claude-sonnet-4-6-v1:0"  # a colon: the URL must carry it encoded, signed alike
-
-
-@pytest.fixture(scope="session")
-def bedrock_server() -> Iterator[BedrockStandIn]:
-    server = BedrockStandIn().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def bedrock(bedrock_server: BedrockStandIn) -> BedrockStandIn:
-    bedrock_server.reset()
-    return bedrock_server
-
-
-@pytest.fixture(scope="session")
-def vertex_server() -> Iterator[VertexStandIn]:
-    server = VertexStandIn().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def vertex(vertex_server: VertexStandIn) -> VertexStandIn:
-    from gateway.providers.vertex import access_tokens
-
-    vertex_server.reset()
-    access_tokens.forget()
-    return vertex_server
-
-
-def add_vertex(vertex: VertexStandIn, *, key: str | None = None) -> None:
-    upstream_add(
-        name="vertex",
-        kind="vertex",
-        base_url=vertex.base_url,
-        region=vertex.region,
-        credentials=[key or vertex.service_account_key()],
-        model_globs=["claude-*"],
-    )
 
 
 def only(kind: str, gateway, bedrock: BedrockStandIn, vertex: VertexStandIn) -> None:
@@ -80,19 +37,6 @@ def only(kind: str, gateway, bedrock: BedrockStandIn, vertex: VertexStandIn) -> 
     else:
         add_vertex(vertex)
         gateway.simulator = vertex.simulator
-
-
-def add_bedrock(bedrock: BedrockStandIn, *, credential: str | None = None, fallback: bool = False) -> None:
-    """Bedrock for every Claude model, with its own id for claude-sonnet-4-6 unless it is a
-    fallback (an exact route's target comes before the glob's, so it would be tried first)."""
-    upstream_add(
-        name="bedrock",
-        kind="bedrock",
-        base_url=bedrock.base_url,
-        region=bedrock.region,
-        credentials=[credential or bedrock.credential],
-        model_globs=["claude-*"] if fallback else [f"claude-sonnet-4-6={BEDROCK_MODEL_ID}", "claude-*"],
-    )
 
 
 @pytest.fixture(params=["anthropic", "bedrock", "vertex"])
@@ -315,22 +259,6 @@ def test_failover_from_anthropic_to_bedrock_and_back(gateway, bedrock):
     second = client.messages.with_raw_response.create(model="claude-sonnet-4-6", max_tokens=100, messages=HELLO)
     assert usage_record(second.headers["request-id"]).upstream == "sim"
     assert len(bedrock.requests) == 1
-
-
-def test_thinking_blocks_stay_with_the_provider_that_signed_them(gateway, bedrock, anthropic_errors):
-    """A request carrying thinking blocks is not moved to Bedrock when Anthropic's API is out."""
-    add_bedrock(bedrock, fallback=True)
-    gateway.simulator.fail_next(529, count=5)
-    history = [
-        {"role": "user", "content": "Hello"},
-        {"role": "assistant", "content": [{"type": "thinking", "thinking": "Hm.", "signature": THINKING_SIGNATURE}]},
-        {"role": "user", "content": "Go on"},
-    ]
-    body = orjson.dumps({"model": "claude-sonnet-4-6", "max_tokens": 100, "messages": history})
-    with pytest.raises(anthropic_errors.APIStatusError) as raised:
-        gateway.client().post("/v1/messages", body=orjson.loads(body), cast_to=object)
-    assert raised.value.status_code == 529
-    assert bedrock.requests == []
 
 
 def test_a_vertex_token_is_fetched_once_and_reused(gateway, vertex):

@@ -1,0 +1,33 @@
+"""Backends of every kind for the gateway's tests: Bedrock and Vertex stand-ins as upstreams."""
+
+from __future__ import annotations
+
+from gateway.services import upstream_add
+from tests.bedrock_stand_in import BedrockStandIn
+from tests.vertex_stand_in import VertexStandIn
+
+BEDROCK_MODEL_ID = "anthropic.claude-sonnet-4-6-v1:0"  # a colon: the URL must carry it encoded, signed alike
+
+
+def add_bedrock(bedrock: BedrockStandIn, *, credential: str | None = None, fallback: bool = False) -> None:
+    """Bedrock for every Claude model, with its own id for claude-sonnet-4-6 unless it is a
+    fallback (an exact route's target comes before the glob's, so it would be tried first)."""
+    upstream_add(
+        name="bedrock",
+        kind="bedrock",
+        base_url=bedrock.base_url,
+        region=bedrock.region,
+        credentials=[credential or bedrock.credential],
+        model_globs=["claude-*"] if fallback else [f"claude-sonnet-4-6={BEDROCK_MODEL_ID}", "claude-*"],
+    )
+
+
+def add_vertex(vertex: VertexStandIn, *, key: str | None = None) -> None:
+    upstream_add(
+        name="vertex",
+        kind="vertex",
+        base_url=vertex.base_url,
+        region=vertex.region,
+        credentials=[key or vertex.service_account_key()],
+        model_globs=["claude-*"],
+    )
