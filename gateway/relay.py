@@ -160,6 +160,7 @@ async def open_upstream(
             logger.info("upstream %s answered %s for %s", upstream.name, status, request.request_id)
             continue
         health.record_success(upstream, attempt.credential)
+        health.note_quota(attempt.credential, response.headers)
         return UpstreamAnswer(response, attempt.candidate)
     if last_refusal is not None:
         return last_refusal

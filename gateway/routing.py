@@ -13,8 +13,9 @@ import itertools
 import math
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 
 from django.conf import settings
@@ -246,6 +247,7 @@ class HealthBoard:
         self._circuit_open_until: dict[int, float] = {}
         self._turns: dict[int, int] = {}
         self._refusals: dict[int, dict[str, float]] = {}  # credential id -> request id -> when
+        self._low_headroom: dict[int, float] = {}  # credential id -> until when the backend says it is near its limit
 
     def credentials_for(self, upstream: UpstreamInfo, session: str = "") -> tuple[Credential, ...]:
         """The upstream's credentials in the session's own order (each account keeps its own prompt
@@ -254,11 +256,16 @@ class HealthBoard:
         if len(credentials) < 2:
             return credentials
         if session:
-            return tuple(sorted(credentials, key=lambda credential: session_rank(session, credential.id)))
-        turn = self._turns.get(upstream.id, 0)
-        self._turns[upstream.id] = turn + 1
-        start = turn % len(credentials)
-        return credentials[start:] + credentials[:start]
+            ordered = tuple(sorted(credentials, key=lambda credential: session_rank(session, credential.id)))
+        else:
+            turn = self._turns.get(upstream.id, 0)
+            self._turns[upstream.id] = turn + 1
+            start = turn % len(credentials)
+            ordered = credentials[start:] + credentials[:start]
+        if self._low_headroom:  # those with headroom first, each part in its own order
+            now = time.monotonic()
+            ordered = tuple(sorted(ordered, key=lambda credential: self._low_headroom.get(credential.id, 0.0) > now))
+        return ordered
 
     def available_at(self, upstream: UpstreamInfo, credential: Credential) -> float:
         """The monotonic time from which this pair may be tried; in the past when it may now."""
@@ -271,6 +278,25 @@ class HealthBoard:
         until = time.monotonic() + seconds
         self._credential_rest_until[credential.id] = until
         metrics.credential_resting(credential.id, until)
+
+    def note_quota(self, credential: Credential, headers: Mapping[str, str]) -> None:
+        """What the backend's rate-limit headers say is left of this credential's own limits.
+
+        At zero it rests until the reset the backend gives, instead of collecting 429s; below
+        LOW_HEADROOM of a limit it goes after the others of its backend until that limit resets.
+        """
+        lowest, reset = 1.0, None
+        for kind in QUOTA_KINDS:
+            remaining = _whole_number(headers.get(f"anthropic-ratelimit-{kind}-remaining"))
+            limit = _whole_number(headers.get(f"anthropic-ratelimit-{kind}-limit"))
+            if remaining is not None and limit and remaining / limit < lowest:
+                lowest, reset = remaining / limit, headers.get(f"anthropic-ratelimit-{kind}-reset")
+        if lowest <= 0:
+            self.cool_down(credential, _seconds_until(reset))
+        if 0 < lowest < LOW_HEADROOM:
+            self._low_headroom[credential.id] = time.monotonic() + _seconds_until(reset)
+        else:
+            self._low_headroom.pop(credential.id, None)
 
     def record_failure(self, upstream: UpstreamInfo) -> None:
         failures = self._consecutive_failures.get(upstream.id, 0) + 1
@@ -305,6 +331,34 @@ class HealthBoard:
         self._consecutive_failures.clear()
         self._circuit_open_until.clear()
         self._refusals.clear()
+        self._low_headroom.clear()
+
+
+# The backend's own limits the gateway watches, per credential: "tokens" is the most restrictive
+# token limit in effect, as Anthropic reports it.
+QUOTA_KINDS = ("requests", "tokens")
+LOW_HEADROOM = 0.05
+LONGEST_QUOTA_REST_SECONDS = 3600.0  # a reset further off than this is not believed
+
+
+def _whole_number(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _seconds_until(reset: str | None) -> float:
+    """Seconds to an RFC 3339 reset time, within reason; the default cooldown if there is none."""
+    try:
+        moment = datetime.fromisoformat(reset or "")
+    except ValueError:
+        return settings.GATEWAY_DEFAULT_COOLDOWN_SECONDS
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return min(max(moment.timestamp() - time.time(), 1.0), LONGEST_QUOTA_REST_SECONDS)
 
 
 health = HealthBoard()

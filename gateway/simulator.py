@@ -110,6 +110,8 @@ class SimulatorState:
     recorded: list[dict[str, Any]] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     bad_credentials: set[str] = field(default_factory=set)
+    # credential -> (requests remaining, seconds to the reset) its answers report instead of the default
+    quotas: dict[str, tuple[int, float]] = field(default_factory=dict)
     active_streams: int = 0
     completed_streams: int = 0
     cancelled_streams: int = 0
@@ -150,6 +152,14 @@ class SimulatorState:
         with self.lock:
             return credential in self.bad_credentials
 
+    def set_quota(self, credential: str, remaining: int, reset_seconds: float) -> None:
+        with self.lock:
+            self.quotas[credential] = (remaining, reset_seconds)
+
+    def quota_of(self, credential: str) -> tuple[int, float] | None:
+        with self.lock:
+            return self.quotas.get(credential)
+
     def stream_started(self) -> None:
         with self.lock:
             self.active_streams += 1
@@ -179,6 +189,7 @@ class SimulatorState:
             self.recorded.clear()
             self.failures.clear()
             self.bad_credentials.clear()
+            self.quotas.clear()
             self.completed_streams = 0
             self.cancelled_streams = 0
 
@@ -210,8 +221,9 @@ def format_seconds(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else str(seconds)
 
 
-def upstream_headers() -> dict[str, str]:
-    """Headers that describe *our account* with the provider: the gateway must not pass them on."""
+def upstream_headers(quota: tuple[int, float] | None = None) -> dict[str, str]:
+    """Headers that describe *our account* with the provider: the gateway must not pass them on.
+    `quota` (requests remaining, seconds to the reset) stands in for the default requests quota."""
     reset = (datetime.now(UTC) + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     headers = {"anthropic-organization-id": "sim-org"}
     for kind, limit in (
@@ -223,6 +235,11 @@ def upstream_headers() -> dict[str, str]:
         headers[f"anthropic-ratelimit-{kind}-limit"] = str(limit)
         headers[f"anthropic-ratelimit-{kind}-remaining"] = str(limit - 1)
         headers[f"anthropic-ratelimit-{kind}-reset"] = reset
+    if quota is not None:
+        remaining, reset_seconds = quota
+        headers["anthropic-ratelimit-requests-remaining"] = str(remaining)
+        moment = datetime.now(UTC) + timedelta(seconds=reset_seconds)
+        headers["anthropic-ratelimit-requests-reset"] = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
     return headers
 
 
@@ -230,7 +247,8 @@ async def add_upstream_headers(request: web.Request, response: web.StreamRespons
     """on_response_prepare hook: runs before headers go out, for plain and streamed answers alike."""
     response.headers["request-id"] = request.get(REQUEST_ID_KEY) or random_id("req_sim_")
     if request.path.startswith("/v1"):
-        response.headers.update(upstream_headers())
+        quota = request.app[STATE_KEY].quota_of(request.headers.get("x-api-key", ""))
+        response.headers.update(upstream_headers(quota))
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -828,6 +846,10 @@ class SimulatorThread:
 
     def set_bad_credentials(self, credentials: list[str]) -> None:
         self.state.set_bad_credentials(credentials)
+
+    def set_quota(self, credential: str, remaining: int, reset_seconds: float) -> None:
+        """Answers to `credential` report `remaining` requests left until `reset_seconds` from now."""
+        self.state.set_quota(credential, remaining, reset_seconds)
 
     def stats(self) -> dict[str, int]:
         return self.state.stats()
