@@ -6,6 +6,7 @@ from django import forms
 from django.contrib import admin
 from django.db import models
 
+from gateway.credential_health import credential_subject, describe, read_reports, upstream_subject
 from gateway.models import ModelRoute, RouteTarget, Upstream, UpstreamCredential
 from gateway.usage import admin as usage_admin  # noqa: F401 - registers the usage pages
 
@@ -34,8 +35,16 @@ class CredentialInline(admin.TabularInline):
     model = UpstreamCredential
     form = CredentialForm
     extra = 0
-    readonly_fields = ("masked", "disabled_at", "created_at")
-    fields = ("label", "masked", "secret", "enabled", "disabled_reason", "disabled_at", "created_at")
+    readonly_fields = ("masked", "health", "disabled_at", "created_at")
+    fields = ("label", "masked", "secret", "enabled", "health", "disabled_reason", "disabled_at", "created_at")
+
+    @admin.display(description="last seen by the gateway")
+    def health(self, credential: UpstreamCredential) -> str:
+        """Resting (why, until when) or back in service, as the gateway's processes last reported it."""
+        if credential.pk is None:
+            return "-"
+        subject = credential_subject(credential.pk)
+        return describe(read_reports([subject]).get(subject))
 
 
 @admin.register(Upstream)
@@ -44,7 +53,16 @@ class UpstreamAdmin(admin.ModelAdmin):
     list_filter = ("kind", "enabled")
     search_fields = ("name", "base_url")
     inlines = (CredentialInline,)
+    readonly_fields = ("circuit",)
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}  # noqa: RUF012 - Django's admin API
+
+    @admin.display(description="circuit")
+    def circuit(self, upstream: Upstream) -> str:
+        """Open (after which failures, until when) or closed again, as the gateway last reported it."""
+        if upstream.pk is None:
+            return "-"
+        subject = upstream_subject(upstream.pk)
+        return describe(read_reports([subject]).get(subject))
 
     @admin.display(description="credentials in use")
     def credential_count(self, upstream: Upstream) -> int:

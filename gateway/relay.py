@@ -132,7 +132,7 @@ async def open_upstream(
         try:
             response = await _send(request, attempt, body_for(attempt.candidate))
         except (aiohttp.ClientError, TimeoutError) as exc:
-            health.record_failure(upstream)
+            health.record_failure(upstream, f"unreachable ({type(exc).__name__})")
             upstream_failed(upstream.name, "unreachable")
             failures.append(f"{upstream.name}: {type(exc).__name__}")
             logger.warning("upstream %s unreachable for %s: %r", upstream.name, request.request_id, exc)
@@ -151,9 +151,10 @@ async def open_upstream(
             body = await _read_and_release(response)
             wait = retry_after_seconds(response.headers)
             if status in COOLDOWN_STATUSES:
-                health.cool_down(attempt.credential, wait or settings.GATEWAY_DEFAULT_COOLDOWN_SECONDS)
+                why = f"the backend answered {status}"
+                health.cool_down(attempt.credential, wait or settings.GATEWAY_DEFAULT_COOLDOWN_SECONDS, why)
             else:
-                health.record_failure(upstream)
+                health.record_failure(upstream, f"answered {status}")
             upstream_failed(upstream.name, str(status))
             last_refusal = RefusedAnswer(status, _retry_after_header(wait), body)
             failures.append(f"{upstream.name}: {status}")

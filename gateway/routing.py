@@ -22,6 +22,7 @@ from django.conf import settings
 
 from gateway import metrics
 from gateway.cache import TtlCache, in_database_thread
+from gateway.credential_health import credential_subject, reports, upstream_subject
 from gateway.models import ModelRoute, Upstream, aws_region_of
 from llmapi.invalidation import add_local_listener
 
@@ -247,6 +248,7 @@ class HealthBoard:
         self._circuit_open_until: dict[int, float] = {}
         self._turns: dict[int, int] = {}
         self._refusals: dict[int, dict[str, float]] = {}  # credential id -> request id -> when
+        self._unwell: set[int] = set()  # credentials reported resting, until they answer again
         self._low_headroom: dict[int, float] = {}  # credential id -> until when the backend says it is near its limit
 
     def credentials_for(self, upstream: UpstreamInfo, session: str = "") -> tuple[Credential, ...]:
@@ -274,10 +276,12 @@ class HealthBoard:
             self._circuit_open_until.get(upstream.id, 0.0),
         )
 
-    def cool_down(self, credential: Credential, seconds: float) -> None:
+    def cool_down(self, credential: Credential, seconds: float, reason: str = "") -> None:
         until = time.monotonic() + seconds
         self._credential_rest_until[credential.id] = until
         metrics.credential_resting(credential.id, until)
+        self._unwell.add(credential.id)
+        reports.report(credential_subject(credential.id), "resting", reason, metrics.wall_clock(until))
 
     def note_quota(self, credential: Credential, headers: Mapping[str, str]) -> None:
         """What the backend's rate-limit headers say is left of this credential's own limits.
@@ -292,23 +296,26 @@ class HealthBoard:
             if remaining is not None and limit and remaining / limit < lowest:
                 lowest, reset = remaining / limit, headers.get(f"anthropic-ratelimit-{kind}-reset")
         if lowest <= 0:
-            self.cool_down(credential, _seconds_until(reset))
+            self.cool_down(credential, _seconds_until(reset), "the backend reports none of its own limit left")
         if 0 < lowest < LOW_HEADROOM:
             self._low_headroom[credential.id] = time.monotonic() + _seconds_until(reset)
         else:
             self._low_headroom.pop(credential.id, None)
 
-    def record_failure(self, upstream: UpstreamInfo) -> None:
+    def record_failure(self, upstream: UpstreamInfo, reason: str = "") -> None:
         failures = self._consecutive_failures.get(upstream.id, 0) + 1
         self._consecutive_failures[upstream.id] = failures
         if failures >= settings.GATEWAY_CIRCUIT_FAILURES:
             until = time.monotonic() + settings.GATEWAY_CIRCUIT_OPEN_SECONDS
             self._circuit_open_until[upstream.id] = until
             metrics.circuit_opened(upstream.name, until)
+            why = f"{failures} failures in a row, the last: {reason}" if reason else f"{failures} failures in a row"
+            reports.report(upstream_subject(upstream.id), "circuit open", why, metrics.wall_clock(until))
 
     def record_refusal(self, credential: Credential, request_id: str) -> int:
         """A 401 for this credential: it rests; returns the distinct requests refused within the window."""
-        self.cool_down(credential, settings.GATEWAY_CREDENTIAL_REFUSED_COOLDOWN_SECONDS)
+        reason = "the backend refused it (401); probed again after the rest"
+        self.cool_down(credential, settings.GATEWAY_CREDENTIAL_REFUSED_COOLDOWN_SECONDS, reason)
         now = time.monotonic()
         oldest = now - settings.GATEWAY_CREDENTIAL_REFUSAL_WINDOW_SECONDS
         refusals = {refused: at for refused, at in self._refusals.get(credential.id, {}).items() if at >= oldest}
@@ -324,6 +331,10 @@ class HealthBoard:
         self.forget_refusals(credential)
         if self._consecutive_failures.pop(upstream.id, None) and self._circuit_open_until.pop(upstream.id, None):
             metrics.circuit_closed(upstream.name)
+            reports.report(upstream_subject(upstream.id), "in service", "answered again")
+        if credential.id in self._unwell:
+            self._unwell.discard(credential.id)
+            reports.report(credential_subject(credential.id), "in service", "answered again")
 
     def reset(self) -> None:
         self._turns.clear()
@@ -332,6 +343,7 @@ class HealthBoard:
         self._circuit_open_until.clear()
         self._refusals.clear()
         self._low_headroom.clear()
+        self._unwell.clear()
 
 
 # The backend's own limits the gateway watches, per credential: "tokens" is the most restrictive

@@ -31,3 +31,22 @@ def add_vertex(vertex: VertexStandIn, *, key: str | None = None) -> None:
         credentials=[key or vertex.service_account_key()],
         model_globs=["claude-*"],
     )
+
+
+def sessions_starting_at(secret: str, count: int = 4) -> list[str]:
+    """Sessions whose own order of their upstream's credentials starts at the one with `secret`
+    (gateway/routing.py ranks credentials per session)."""
+    from gateway.models import UpstreamCredential
+    from gateway.routing import session_rank
+
+    credentials = list(UpstreamCredential.objects.filter(enabled=True))
+    wanted = next(credential for credential in credentials if credential.secret == secret)
+    siblings = [credential.pk for credential in credentials if credential.upstream_id == wanted.upstream_id]
+    found = []
+    for number in range(1000):
+        session = f"session-{number}"
+        if min(siblings, key=lambda credential_id: session_rank(session, credential_id)) == wanted.pk:
+            found.append(session)
+            if len(found) == count:
+                return found
+    raise AssertionError(f"fewer than {count} sessions start at that credential")

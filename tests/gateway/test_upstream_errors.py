@@ -19,13 +19,15 @@ from gateway.routing import health
 from gateway.services import upstream_add
 from keys.services import api_key_create
 from plans.models import Plan
+from tests.gateway.backends import sessions_starting_at
 
 HELLO = [{"role": "user", "content": "Hello"}]
 ANSWER = "Hello from the simulator."
 
 
-def create(client):
-    return client.messages.create(model="claude-sonnet-4-6", max_tokens=10, messages=HELLO)
+def create(client, session: str | None = None):
+    headers = {"x-claude-code-session-id": session} if session else {}
+    return client.messages.create(model="claude-sonnet-4-6", max_tokens=10, messages=HELLO, extra_headers=headers)
 
 
 def credentials_used(gateway) -> list[str]:
@@ -64,8 +66,8 @@ def test_a_403_reaches_the_client_and_leaves_the_credential_alone(gateway, anthr
 def test_a_401_rests_the_credential_without_disabling_it(gateway):
     add_second_credential(gateway)
     gateway.simulator.set_bad_credentials(["sk-ant-sim-primary"])
-    for _ in range(4):
-        assert create(gateway.client()).content[0].text == ANSWER
+    for session in sessions_starting_at("sk-ant-sim-primary"):
+        assert create(gateway.client(), session).content[0].text == ANSWER
     assert credentials_used(gateway).count("sk-ant-sim-primary") == 1  # refused once, then resting
     refused = credential("sk-ant-sim-primary")
     assert refused.enabled
@@ -75,11 +77,12 @@ def test_a_401_rests_the_credential_without_disabling_it(gateway):
 def test_a_rested_credential_is_probed_again_and_kept_when_it_works(gateway, settings):
     settings.GATEWAY_CREDENTIAL_REFUSED_COOLDOWN_SECONDS = 0
     add_second_credential(gateway)
+    sessions = sessions_starting_at("sk-ant-sim-primary", 3)
     gateway.simulator.set_bad_credentials(["sk-ant-sim-primary"])
-    create(gateway.client())
+    create(gateway.client(), sessions[0])
     gateway.simulator.set_bad_credentials([])  # the provider's fault has passed
-    for _ in range(2):
-        create(gateway.client())
+    for session in sessions[1:]:
+        create(gateway.client(), session)
     assert credentials_used(gateway).count("sk-ant-sim-primary") >= 2  # probed again after its rest
     assert credential("sk-ant-sim-primary").enabled
 
@@ -90,8 +93,8 @@ def test_repeated_401s_on_distinct_requests_disable_the_credential(gateway, sett
     add_second_credential(gateway)
     gateway.simulator.set_bad_credentials(["sk-ant-sim-primary"])
     with caplog.at_level(logging.ERROR, logger="gateway.relay"):
-        for _ in range(4):
-            assert create(gateway.client()).content[0].text == ANSWER
+        for session in sessions_starting_at("sk-ant-sim-primary"):
+            assert create(gateway.client(), session).content[0].text == ANSWER
     assert credentials_used(gateway).count("sk-ant-sim-primary") == 2
     refused = credential("sk-ant-sim-primary")
     assert not refused.enabled

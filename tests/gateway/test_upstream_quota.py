@@ -63,3 +63,37 @@ def test_a_credential_near_its_limit_goes_after_those_with_headroom(two_credenti
     # Not resting: when the others cannot serve, it still does.
     gateway.simulator.fail_next(529, retry_after=30)
     assert ask(gateway, primary_first[0]) == PRIMARY
+
+
+def admin_page_of(admin_client, name: str) -> str:
+    from gateway.models import Upstream
+
+    upstream = Upstream.objects.get(name=name)
+    page = admin_client.get(f"/admin/gateway/upstream/{upstream.pk}/change/")
+    assert page.status_code == 200
+    return page.content.decode()
+
+
+def test_the_admin_shows_resting_refused_and_recovered_credentials(two_credentials, admin_client, settings):
+    """What the gateway's processes learnt reaches the admin: why each credential rests, until when,
+    and that it answered again once it was probed."""
+    from gateway.credential_health import reports
+    from gateway.routing import health
+
+    gateway = two_credentials
+    reports.clear()
+    primary_first = sessions_served_first_by(gateway, PRIMARY)
+    second_first = sessions_served_first_by(gateway, SECOND)
+    gateway.simulator.fail_next(429, retry_after=30)
+    assert ask(gateway, primary_first[0]) == SECOND  # the primary got the 429 and rests
+    wait_until(lambda: "the backend answered 429, until" in admin_page_of(admin_client, "sim"))
+
+    settings.GATEWAY_CREDENTIAL_REFUSED_COOLDOWN_SECONDS = 1
+    gateway.simulator.set_bad_credentials([SECOND])
+    health.reset()
+    assert ask(gateway, second_first[0]) == PRIMARY  # the second was refused: the primary served
+    wait_until(lambda: "the backend refused it (401)" in admin_page_of(admin_client, "sim"))
+
+    gateway.simulator.set_bad_credentials([])  # after its second of rest, a request probes it again
+    wait_until(lambda: ask(gateway, second_first[0]) == SECOND, interval=0.2)
+    wait_until(lambda: admin_page_of(admin_client, "sim").count("in service: answered again") >= 1)
