@@ -24,6 +24,7 @@ from gateway.usage.selectors import (
     UsageTotals,
     filled_series,
     usage_by_key,
+    usage_by_key_and_model,
     usage_by_model,
     usage_export_rows,
     usage_series,
@@ -118,6 +119,7 @@ def usage(request: HttpRequest) -> HttpResponse:
             "totals": usage_totals(user=request.user, since=since),
             "by_key": usage_by_key(user=request.user, since=since),
             "by_model": usage_by_model(user=request.user, since=since),
+            "by_key_and_model": usage_by_key_and_model(user=request.user, since=since),
         },
     )
 

@@ -39,6 +39,12 @@ class UsageTotals:
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
 
+    @property
+    def cache_hit_rate(self) -> float | None:
+        """The share of the prompt read from the cache (0 to 1); None when no prompt was sent."""
+        prompt = self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
+        return self.cache_read_input_tokens / prompt if prompt else None
+
 
 def _totals(row: dict[str, int | None]) -> UsageTotals:
     return UsageTotals(**{name: row.get(name) or 0 for name in USAGE_SUMS})
@@ -106,6 +112,18 @@ def usage_by_model(*, user: User, since: datetime) -> list[tuple[str, UsageTotal
         .order_by("-requests")
     )
     return [(row["model"], _totals(row)) for row in rows]
+
+
+def usage_by_key_and_model(*, user: User, since: datetime) -> list[tuple[ApiKey, str, UsageTotals]]:
+    """Each key's use of each model, most requests first: where the prompt cache works and where it does not."""
+    rows = (
+        _rollups(user=user, granularity=Granularity.HOUR, since=since)
+        .values("api_key_id", "model")
+        .annotate(**_sums())
+        .order_by("-requests", "api_key_id", "model")
+    )
+    keys = ApiKey.objects.in_bulk([row["api_key_id"] for row in rows])
+    return [(keys[row["api_key_id"]], row["model"], _totals(row)) for row in rows]
 
 
 def usage_export_rows(

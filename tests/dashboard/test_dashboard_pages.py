@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -102,6 +103,20 @@ def test_usage_page_shows_totals_charts_and_tables(alice_client, usage):
     assert "claude-opus-4-6" in page
     assert "987,654" not in page  # Bob's usage
     assert "bobs-secret-key" not in page
+
+
+def test_usage_page_shows_the_cache_hit_rate_per_key_and_model(alice_client, usage):
+    """laptop on Sonnet read 5,000 of its 6,200 prompt tokens from the cache: 81%; ci wrote 70 of 170, read none."""
+    page = alice_client.get(reverse("dashboard:usage"), {"period": "24h"}).content.decode()
+    table = re.sub(r"\s+", "", page[page.index("Prompt cache, by key and model") :])
+    cells = "<td><code>{model}</code></td><td>1</td><td>{uncached}</td><td>{write}</td><td>{read}</td><td>{rate}</td>"
+    laptop, ci = table.index("laptop"), table.index("=ci")
+    sonnet_on_laptop = cells.format(model="claude-sonnet-4-6", uncached="1,200", write=0, read="5,000", rate="81%")
+    opus_on_laptop = cells.format(model="claude-opus-4-6", uncached=800, write=0, read=0, rate="0%")
+    sonnet_on_ci = cells.format(model="claude-sonnet-4-6", uncached=100, write=70, read=0, rate="0%")
+    assert table.index(sonnet_on_laptop) > laptop
+    assert table.index(opus_on_laptop) > laptop
+    assert table.index(sonnet_on_ci) > ci
 
 
 def test_usage_periods(alice_client, usage):

@@ -9,7 +9,9 @@ import pytest
 from gateway.usage.models import Granularity
 from gateway.usage.record import UsageRecord
 from gateway.usage.selectors import (
+    UsageTotals,
     usage_by_key,
+    usage_by_key_and_model,
     usage_by_model,
     usage_export_rows,
     usage_series,
@@ -84,6 +86,23 @@ def test_breakdowns_by_key_and_model(alice, usage):
         ("claude-sonnet-4-6", 800),
         ("claude-opus-4-6", 200),
     ]
+
+
+def test_breakdown_by_key_and_model(alice, usage):
+    rows = usage_by_key_and_model(user=alice, since=SINCE)
+    assert [(key.name, model, totals.requests) for key, model, totals in rows] == [
+        ("laptop", "claude-sonnet-4-6", 2),
+        ("laptop", "claude-opus-4-6", 1),
+        ("ci", "claude-sonnet-4-6", 1),
+    ]
+
+
+def test_the_cache_hit_rate_is_the_share_of_the_prompt_read_from_the_cache():
+    assert (
+        UsageTotals(input_tokens=100, cache_creation_input_tokens=100, cache_read_input_tokens=800).cache_hit_rate
+        == 0.8
+    )
+    assert UsageTotals(output_tokens=5).cache_hit_rate is None
 
 
 def test_export_rows(alice, usage):
