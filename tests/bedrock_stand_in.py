@@ -57,6 +57,7 @@ class BedrockStandIn:
         self.api_keys = {"bedrock-api-key-stand-in"}
         self.simulator = SimulatorThread()
         self.requests: list[dict[str, Any]] = []
+        self.corrupt_frame: int | None = None  # the frame of each stream to send with a wrong checksum
         self.port = 0
         self._ready = threading.Event()
         self._stopping: asyncio.Event | None = None
@@ -89,6 +90,7 @@ class BedrockStandIn:
 
     def reset(self) -> None:
         self.requests.clear()
+        self.corrupt_frame = None
         self.simulator.reset()
 
     async def _serve(self) -> None:
@@ -137,12 +139,16 @@ class BedrockStandIn:
     async def _stream(self, request: web.Request, answer: aiohttp.ClientResponse) -> web.StreamResponse:
         response = web.StreamResponse(headers={"content-type": "application/vnd.amazon.eventstream"})
         await response.prepare(request)
-        pending = b""
+        pending, sent = b"", 0
         async for chunk in answer.content.iter_any():
             pending += chunk
             *events, pending = pending.split(b"\n\n")
             for event in events:
-                await response.write(frame_of_sse_event(event))
+                frame = frame_of_sse_event(event)
+                if sent == self.corrupt_frame:
+                    frame = frame[:-1] + bytes([frame[-1] ^ 0xFF])  # the message checksum no longer holds
+                await response.write(frame)
+                sent += 1
         await response.write_eof()
         return response
 

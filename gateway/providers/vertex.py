@@ -39,7 +39,7 @@ COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 
 
 async def send(request: Request, upstream: UpstreamInfo, credential: Credential, body: bytes) -> TranslatedResponse:
-    token = await access_tokens.token_for(credential)
+    token = await access_tokens.token_for(credential, wait_seconds=upstream.connect_timeout)
     payload = orjson.loads(body)
     payload["anthropic_version"] = ANTHROPIC_VERSION
     location = f"{upstream.base_url}/v1/projects/{upstream.project or token.project}/locations/{upstream.region}"
@@ -92,7 +92,9 @@ class AccessTokens:
         self._tokens: dict[tuple[int, str], AccessToken] = {}
         self._fetching: dict[tuple[int, str], asyncio.Task[AccessToken]] = {}
 
-    async def token_for(self, credential: Credential) -> AccessToken:
+    async def token_for(self, credential: Credential, wait_seconds: float) -> AccessToken:
+        """The credential's token, fetched if need be; waits `wait_seconds` at most for Google
+        (a TimeoutError, which fails the attempt over like a backend that does not answer)."""
         key = (credential.id, credential.secret)  # a credential edited in the admin is a new key
         token = self._tokens.get(key)
         if token is not None and token.expires_at - REFRESH_MARGIN_SECONDS > time.time():
@@ -100,15 +102,20 @@ class AccessTokens:
         if (fetching := self._fetching.get(key)) is None:
             fetching = asyncio.create_task(asyncio.to_thread(fetch_token, credential.secret), name="vertex-token")
             self._fetching[key] = fetching
-            fetching.add_done_callback(lambda _: self._fetching.pop(key, None))
+            fetching.add_done_callback(lambda task: self._fetched(key, task))
         try:
-            token = await asyncio.shield(fetching)
-        except (ValueError, KeyError, google.auth.exceptions.GoogleAuthError) as exc:
+            token = await asyncio.wait_for(asyncio.shield(fetching), wait_seconds)
+        except (ValueError, KeyError, TypeError, AttributeError, google.auth.exceptions.GoogleAuthError) as exc:
             # A key that cannot be read or that Google refuses: our credential, never the client's.
             raise aiohttp.ClientError(f"no Vertex access token: {type(exc).__name__}") from None
         self._tokens = {stored: kept for stored, kept in self._tokens.items() if stored[0] != credential.id}
         self._tokens[key] = token
         return token
+
+    def _fetched(self, key: tuple[int, str], task: asyncio.Task[AccessToken]) -> None:
+        self._fetching.pop(key, None)
+        if not task.cancelled():
+            task.exception()  # seen here, even when every waiter gave up before it ended
 
     def forget(self) -> None:
         self._tokens.clear()

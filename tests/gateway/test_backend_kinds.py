@@ -216,6 +216,20 @@ def test_bedrock_frames_are_relayed_as_they_arrive(gateway, bedrock):
     assert rest.endswith("tick 20 ")
 
 
+def test_a_corrupt_bedrock_frame_ends_the_stream_with_an_error_event(gateway, bedrock, anthropic_errors):
+    only("bedrock", gateway, bedrock, None)
+    bedrock.corrupt_frame = 3  # after message_start, ping and content_block_start
+    stream = gateway.client().messages.stream(model="claude-sonnet-4-6", max_tokens=100, messages=HELLO)
+    with stream as events:
+        request_id = events.response.headers["request-id"]
+        with pytest.raises(anthropic_errors.APIStatusError) as raised:
+            "".join(events.text_stream)
+    assert raised.value.body["error"]["type"] == "api_error"
+    assert usage_record(request_id).error_type == "api_error"
+    bedrock.corrupt_frame = None
+    assert gateway.client().messages.create(model="claude-sonnet-4-6", max_tokens=100, messages=HELLO).content
+
+
 def test_bedrock_takes_an_api_key_as_a_bearer_token(gateway, bedrock):
     from gateway.models import Upstream
 
