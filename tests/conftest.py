@@ -17,7 +17,9 @@ from django.test.utils import override_settings
 from accounts.models import User
 from gateway.simulator import SimulatorThread
 from plans.models import Plan
+from tests.bedrock_stand_in import BedrockStandIn
 from tests.servers import UvicornThread
+from tests.vertex_stand_in import VertexStandIn
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -177,3 +179,35 @@ def no_connections_left_at_the_end(django_db_setup, django_db_blocker) -> Iterat
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+
+
+# Backends of the other kinds (docs/backends.md), each with a simulator of its own behind it.
+
+
+@pytest.fixture(scope="session")
+def bedrock_server() -> Iterator[BedrockStandIn]:
+    server = BedrockStandIn().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bedrock(bedrock_server: BedrockStandIn) -> BedrockStandIn:
+    bedrock_server.reset()
+    return bedrock_server
+
+
+@pytest.fixture(scope="session")
+def vertex_server() -> Iterator[VertexStandIn]:
+    server = VertexStandIn().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def vertex(vertex_server: VertexStandIn) -> VertexStandIn:
+    from gateway.providers.vertex import access_tokens
+
+    vertex_server.reset()
+    access_tokens.forget()
+    return vertex_server

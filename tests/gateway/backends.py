@@ -50,3 +50,18 @@ def sessions_starting_at(secret: str, count: int = 4) -> list[str]:
             if len(found) == count:
                 return found
     raise AssertionError(f"fewer than {count} sessions start at that credential")
+
+
+def only(kind: str, gateway, bedrock: BedrockStandIn, vertex: VertexStandIn) -> None:
+    """The gateway served by one kind of backend alone; `gateway.simulator` is the one that answers."""
+    if kind == "anthropic":
+        return
+    from gateway.models import Upstream
+
+    Upstream.objects.filter(name="sim").delete()
+    if kind == "bedrock":
+        add_bedrock(bedrock)
+        gateway.simulator = bedrock.simulator
+    else:
+        add_vertex(vertex)
+        gateway.simulator = vertex.simulator

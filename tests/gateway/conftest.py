@@ -10,8 +10,6 @@ from django.conf import settings
 
 from gateway.redis_keys import usage_stream_key
 from plans.models import Plan
-from tests.bedrock_stand_in import BedrockStandIn
-from tests.vertex_stand_in import VertexStandIn
 
 
 @pytest.fixture
@@ -43,32 +41,3 @@ def move_to_new_plan(gateway, slug: str, **limits: int):
     gateway.user.plan = plan
     gateway.user.save()
     return gateway
-
-
-@pytest.fixture(scope="session")
-def bedrock_server() -> Iterator[BedrockStandIn]:
-    server = BedrockStandIn().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def bedrock(bedrock_server: BedrockStandIn) -> BedrockStandIn:
-    bedrock_server.reset()
-    return bedrock_server
-
-
-@pytest.fixture(scope="session")
-def vertex_server() -> Iterator[VertexStandIn]:
-    server = VertexStandIn().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def vertex(vertex_server: VertexStandIn) -> VertexStandIn:
-    from gateway.providers.vertex import access_tokens
-
-    vertex_server.reset()
-    access_tokens.forget()
-    return vertex_server

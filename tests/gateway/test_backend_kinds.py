@@ -15,28 +15,12 @@ from gateway.routing import health
 from gateway.simulator import THINKING_SIGNATURE, TOOL_INPUT
 from gateway.simulator import estimate_input_tokens as simulator_estimate
 from gateway.usage.writer import usage_writer
-from tests.bedrock_stand_in import ANTHROPIC_VERSION, BedrockStandIn
-from tests.gateway.backends import BEDROCK_MODEL_ID, add_bedrock, add_vertex
+from tests.bedrock_stand_in import ANTHROPIC_VERSION
+from tests.gateway.backends import BEDROCK_MODEL_ID, add_bedrock, add_vertex, only
 from tests.helpers import wait_until
 from tests.vertex_stand_in import ANTHROPIC_VERSION as VERTEX_ANTHROPIC_VERSION
-from tests.vertex_stand_in import VertexStandIn
 
 HELLO = [{"role": "user", "content": "Hello"}]
-
-
-def only(kind: str, gateway, bedrock: BedrockStandIn, vertex: VertexStandIn) -> None:
-    """The gateway served by one kind of backend alone; `gateway.simulator` is the one that answers."""
-    if kind == "anthropic":
-        return
-    from gateway.models import Upstream
-
-    Upstream.objects.filter(name="sim").delete()
-    if kind == "bedrock":
-        add_bedrock(bedrock)
-        gateway.simulator = bedrock.simulator
-    else:
-        add_vertex(vertex)
-        gateway.simulator = vertex.simulator
 
 
 @pytest.fixture(params=["anthropic", "bedrock", "vertex"])

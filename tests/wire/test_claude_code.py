@@ -12,9 +12,11 @@ import json
 import time
 
 import httpx
+import pytest
 
 from gateway.simulator import TEXT_ANSWER
 from tests.conftest import Gateway
+from tests.gateway.backends import only
 from tests.gateway.conftest import move_to_new_plan
 from tests.gateway.test_rate_limits import parse_time
 from tests.helpers import wait_until
@@ -56,6 +58,26 @@ def test_print_json_with_api_key(claude: ClaudeCode, gateway: Gateway, traffic: 
     # The ~50 KB body (billing header block, tools, thinking, context_management) is relayed as is.
     assert upstream["body"] == sent.body.decode()
     assert json.loads(upstream["body"])["stream"] is True
+
+
+@pytest.mark.parametrize("kind", ["bedrock", "vertex"])
+def test_through_bedrock_and_vertex(claude: ClaudeCode, gateway: Gateway, traffic: TrafficRecorder, request, kind):
+    """The same Claude Code turn, served by a Bedrock or Vertex backend: its betas go in the form
+    that backend takes them, and what comes back is Anthropic's stream."""
+    backend = request.getfixturevalue(kind)
+    only(kind, gateway, backend, backend)
+    out = claude.run("say hello", ANTHROPIC_API_KEY=gateway.key)
+
+    assert (out["is_error"], out["result"]) == (False, TEXT_ANSWER)
+    assert_all_answered(traffic)
+    [sent] = traffic.exchanges
+    [passed_on] = backend.requests
+    betas = sent.headers["anthropic-beta"].split(",")
+    if kind == "bedrock":
+        assert passed_on["body"]["anthropic_beta"] == betas
+    else:
+        assert passed_on["headers"]["anthropic-beta"].split(",") == betas
+    assert passed_on["body"]["messages"] == json.loads(sent.body)["messages"]
 
 
 def test_print_json_with_auth_token(claude: ClaudeCode, gateway: Gateway, traffic: TrafficRecorder) -> None:
