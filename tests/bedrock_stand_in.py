@@ -10,14 +10,11 @@ the same scenarios (`scenario:tool_use`, `scenario:thinking`, ...) play on both 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hmac
 import re
 import struct
-import threading
 import zlib
-from typing import Any
 from urllib.parse import unquote
 
 import aiohttp
@@ -27,7 +24,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from gateway.simulator import SimulatorThread
+from tests.stand_in_server import StandInServer
 
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
 AUTHORIZATION = re.compile(
@@ -44,29 +41,18 @@ EXCEPTION_OF_ERROR = {
 }
 
 
-class BedrockStandIn:
-    """The stand-in on its own event loop in a daemon thread, with an Anthropic simulator behind it.
+class BedrockStandIn(StandInServer):
+    """`secrets` maps access key ids to secret keys; `api_keys` are the bearer tokens it accepts.
+    `requests` holds what reached it, after authentication: path, headers, body."""
 
-    `secrets` maps access key ids to secret keys; `api_keys` are the bearer tokens it accepts.
-    `requests` holds what reached it, after authentication: path, headers, body.
-    """
+    name = "bedrock"
 
     def __init__(self, region: str = "us-east-1") -> None:
+        super().__init__()
         self.region = region
         self.secrets = {"AKIDSTANDIN": "stand-in-secret-access-key"}
         self.api_keys = {"bedrock-api-key-stand-in"}
-        self.simulator = SimulatorThread()
-        self.requests: list[dict[str, Any]] = []
         self.corrupt_frame: int | None = None  # the frame of each stream to send with a wrong checksum
-        self.port = 0
-        self._ready = threading.Event()
-        self._stopping: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def credential(self) -> str:
@@ -74,41 +60,12 @@ class BedrockStandIn:
         access_key, secret_key = next(iter(self.secrets.items()))
         return f"{access_key}:{secret_key}"
 
-    def start(self) -> BedrockStandIn:
-        self.simulator.start()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()), name="bedrock", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stopping is not None:
-            self._loop.call_soon_threadsafe(self._stopping.set)
-        if self._thread is not None:
-            self._thread.join()
-        self.simulator.stop()
-
     def reset(self) -> None:
-        self.requests.clear()
+        super().reset()
         self.corrupt_frame = None
-        self.simulator.reset()
 
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stopping = asyncio.Event()
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/model/{model_id}/{action}", self._invoke)
-        runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0)
-        await runner.setup()
-        async with aiohttp.ClientSession() as session:
-            self._session = session
-            try:
-                await web.TCPSite(runner, "127.0.0.1", 0).start()
-                self.port = runner.addresses[0][1]
-                self._ready.set()
-                await self._stopping.wait()
-            finally:
-                await runner.cleanup()
 
     async def _invoke(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -127,7 +84,7 @@ class BedrockStandIn:
         headers = {"x-api-key": "sk-ant-bedrock-behind", "anthropic-version": "2023-06-01"}
         if betas := payload.get("anthropic_beta"):
             headers["anthropic-beta"] = ",".join(betas)
-        async with self._session.post(
+        async with self.session.post(
             f"{self.simulator.base_url}/v1/messages", data=orjson.dumps(anthropic_body), headers=headers
         ) as answer:
             if answer.status != 200:

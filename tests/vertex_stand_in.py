@@ -10,19 +10,16 @@ answers and errors Vertex passes through as they are. Quota refusals are Google'
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-import threading
 from typing import Any
 
-import aiohttp
 import orjson
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from google.auth import exceptions, jwt
 
-from gateway.simulator import SimulatorThread
+from tests.stand_in_server import StandInServer
 
 ANTHROPIC_VERSION = "vertex-2023-10-16"
 PROJECT = "stand-in-project"
@@ -30,10 +27,13 @@ JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 AUDIENCE = "https://oauth2.googleapis.com/token"  # what a service account's assertion names, wherever it goes
 
 
-class VertexStandIn:
-    """Vertex and its token endpoint on one loopback port, with an Anthropic simulator behind."""
+class VertexStandIn(StandInServer):
+    """Vertex and its token endpoint on one loopback port."""
+
+    name = "vertex"
 
     def __init__(self, region: str = "us-east5") -> None:
+        super().__init__()
         self.region = region
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self._private_pem = key.private_bytes(
@@ -44,20 +44,9 @@ class VertexStandIn:
             .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
             .decode()
         )
-        self.simulator = SimulatorThread()
-        self.requests: list[dict[str, Any]] = []
         self.token_requests = 0
         self.quota_refusals = 0  # the next this many predictions are refused with Google's 429
         self._tokens: set[str] = set()
-        self.port = 0
-        self._ready = threading.Event()
-        self._stopping: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def service_account_key(self, private_pem: str | None = None) -> str:
         """The JSON key of the stand-in's service account, as Google's console gives it."""
@@ -73,45 +62,16 @@ class VertexStandIn:
             }
         ).decode()
 
-    def start(self) -> VertexStandIn:
-        self.simulator.start()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()), name="vertex", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stopping is not None:
-            self._loop.call_soon_threadsafe(self._stopping.set)
-        if self._thread is not None:
-            self._thread.join()
-        self.simulator.stop()
-
     def reset(self) -> None:
-        self.requests.clear()
+        super().reset()
         self.token_requests = 0
         self.quota_refusals = 0
-        self.simulator.reset()
 
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stopping = asyncio.Event()
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/token", self._token)
         app.router.add_post(
             "/v1/projects/{project}/locations/{location}/publishers/anthropic/models/{target}", self._predict
         )
-        runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0)
-        await runner.setup()
-        async with aiohttp.ClientSession() as session:
-            self._session = session
-            try:
-                await web.TCPSite(runner, "127.0.0.1", 0).start()
-                self.port = runner.addresses[0][1]
-                self._ready.set()
-                await self._stopping.wait()
-            finally:
-                await runner.cleanup()
 
     async def _token(self, request: web.Request) -> web.Response:
         self.token_requests += 1
@@ -152,7 +112,7 @@ class VertexStandIn:
             headers["anthropic-beta"] = betas
         path = "/v1/messages/count_tokens" if model == "count-tokens" else "/v1/messages"
         body = payload if model == "count-tokens" else {**payload, "model": model}
-        async with self._session.post(
+        async with self.session.post(
             self.simulator.base_url + path, data=orjson.dumps(body), headers=headers
         ) as answer:
             content_type = answer.headers.get("content-type", "application/json")

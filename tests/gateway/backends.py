@@ -52,16 +52,17 @@ def sessions_starting_at(secret: str, count: int = 4) -> list[str]:
     raise AssertionError(f"fewer than {count} sessions start at that credential")
 
 
-def only(kind: str, gateway, bedrock: BedrockStandIn, vertex: VertexStandIn) -> None:
-    """The gateway served by one kind of backend alone; `gateway.simulator` is the one that answers."""
+def only(kind: str, gateway, bedrock: BedrockStandIn, vertex: VertexStandIn, credential: str | None = None) -> None:
+    """The gateway served by one kind of backend alone (with `credential`, else the stand-in's own);
+    `gateway.simulator` is the one that answers."""
     if kind == "anthropic":
         return
     from gateway.models import Upstream
 
     Upstream.objects.filter(name="sim").delete()
     if kind == "bedrock":
-        add_bedrock(bedrock)
+        add_bedrock(bedrock, credential=credential)
         gateway.simulator = bedrock.simulator
     else:
-        add_vertex(vertex)
+        add_vertex(vertex, key=credential)
         gateway.simulator = vertex.simulator

@@ -173,24 +173,26 @@ def test_an_overloaded_backend_is_overloaded_for_the_client(gateway, kind, anthr
     assert (raised.value.status_code, raised.value.body["error"]["type"]) == (529, "overloaded_error")
 
 
-def test_an_error_mid_stream_reaches_the_client_as_an_error_event(gateway, kind, anthropic_errors):
-    stream = gateway.client().messages.stream(
-        model="claude-sonnet-4-6", max_tokens=100, messages=[{"role": "user", "content": "scenario:error_mid_stream"}]
-    )
+def error_event_of_stream(gateway, anthropic_errors, messages: list[dict]) -> tuple[str, str]:
+    """The type of the error event that ends the stream, and the stream's request id."""
+    stream = gateway.client().messages.stream(model="claude-sonnet-4-6", max_tokens=100, messages=messages)
     with stream as events:
         request_id = events.response.headers["request-id"]
         with pytest.raises(anthropic_errors.APIStatusError) as raised:
             "".join(events.text_stream)
-    assert raised.value.body["error"]["type"] == "overloaded_error"
+    return raised.value.body["error"]["type"], request_id
+
+
+def test_an_error_mid_stream_reaches_the_client_as_an_error_event(gateway, kind, anthropic_errors):
+    messages = [{"role": "user", "content": "scenario:error_mid_stream"}]
+    error_type, request_id = error_event_of_stream(gateway, anthropic_errors, messages)
+    assert error_type == "overloaded_error"
     assert usage_record(request_id).error_type == "overloaded_error"
 
 
 def test_bedrock_frames_are_relayed_as_they_arrive(gateway, bedrock):
     """The first delta reaches the client while Bedrock still streams the rest (20 deltas, 0.1 s apart)."""
-    from gateway.models import Upstream
-
-    Upstream.objects.filter(name="sim").delete()
-    add_bedrock(bedrock)
+    only("bedrock", gateway, bedrock, None)
     slow = [{"role": "user", "content": "scenario:slow"}]
     with gateway.client().messages.stream(model="claude-sonnet-4-6", max_tokens=100, messages=slow) as stream:
         first = next(iter(stream.text_stream))
@@ -203,22 +205,15 @@ def test_bedrock_frames_are_relayed_as_they_arrive(gateway, bedrock):
 def test_a_corrupt_bedrock_frame_ends_the_stream_with_an_error_event(gateway, bedrock, anthropic_errors):
     only("bedrock", gateway, bedrock, None)
     bedrock.corrupt_frame = 3  # after message_start, ping and content_block_start
-    stream = gateway.client().messages.stream(model="claude-sonnet-4-6", max_tokens=100, messages=HELLO)
-    with stream as events:
-        request_id = events.response.headers["request-id"]
-        with pytest.raises(anthropic_errors.APIStatusError) as raised:
-            "".join(events.text_stream)
-    assert raised.value.body["error"]["type"] == "api_error"
+    error_type, request_id = error_event_of_stream(gateway, anthropic_errors, HELLO)
+    assert error_type == "api_error"
     assert usage_record(request_id).error_type == "api_error"
     bedrock.corrupt_frame = None
     assert gateway.client().messages.create(model="claude-sonnet-4-6", max_tokens=100, messages=HELLO).content
 
 
 def test_bedrock_takes_an_api_key_as_a_bearer_token(gateway, bedrock):
-    from gateway.models import Upstream
-
-    Upstream.objects.filter(name="sim").delete()
-    add_bedrock(bedrock, credential="bedrock-api-key-stand-in")
+    only("bedrock", gateway, bedrock, None, credential="bedrock-api-key-stand-in")
     message = gateway.client().messages.create(model="claude-sonnet-4-6", max_tokens=100, messages=HELLO)
     assert message.content[0].text == "Hello from the simulator."
     assert bedrock.requests[-1]["headers"]["Authorization"] == "Bearer bedrock-api-key-stand-in"
@@ -226,10 +221,7 @@ def test_bedrock_takes_an_api_key_as_a_bearer_token(gateway, bedrock):
 
 def test_a_signature_bedrock_refuses_is_our_credential_not_the_clients(gateway, bedrock, anthropic_errors):
     """A wrong secret key fails SigV4: the credential rests, and the client is told of an outage, not of its key."""
-    from gateway.models import Upstream
-
-    Upstream.objects.filter(name="sim").delete()
-    add_bedrock(bedrock, credential="AKIDSTANDIN:not-the-secret")
+    only("bedrock", gateway, bedrock, None, credential="AKIDSTANDIN:not-the-secret")
     with pytest.raises(anthropic_errors.APIStatusError) as raised:
         gateway.client().messages.create(model="claude-sonnet-4-6", max_tokens=100, messages=HELLO)
     assert raised.value.status_code == 503
@@ -237,10 +229,7 @@ def test_a_signature_bedrock_refuses_is_our_credential_not_the_clients(gateway, 
 
 
 def test_count_tokens_on_bedrock_is_estimated(gateway, bedrock):
-    from gateway.models import Upstream
-
-    Upstream.objects.filter(name="sim").delete()
-    add_bedrock(bedrock)
+    only("bedrock", gateway, bedrock, None)
     counted = gateway.client().messages.count_tokens(model="claude-sonnet-4-6", messages=HELLO)
     assert counted.input_tokens > 0
     assert bedrock.requests == []
@@ -291,13 +280,10 @@ def test_a_service_account_google_refuses_is_our_credential_not_the_clients(gate
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from gateway.models import Upstream
-
-    Upstream.objects.filter(name="sim").delete()
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    add_vertex(vertex, key=vertex.service_account_key(stranger.decode()))
+    only("vertex", gateway, None, vertex, credential=vertex.service_account_key(stranger.decode()))
     with pytest.raises(anthropic_errors.APIStatusError) as raised:
         gateway.client().messages.create(model="claude-sonnet-4-6", max_tokens=100, messages=HELLO)
     assert raised.value.status_code == 503
