@@ -19,7 +19,7 @@ from django.conf import settings
 from gateway.errors import GatewayError
 from gateway.http import Request
 from gateway.metrics import upstream_failed
-from gateway.providers import ADAPTERS, UpstreamResponse
+from gateway.providers import ADAPTERS, CredentialUnusable, UpstreamResponse
 from gateway.routing import Candidate, Credential, health
 from gateway.services import upstream_credential_disable
 from gateway.usage.record import UsageRecord
@@ -131,6 +131,18 @@ async def open_upstream(
         upstream = attempt.candidate.upstream
         try:
             response = await _send(request, attempt, body_for(attempt.candidate))
+        except CredentialUnusable as exc:
+            health.cool_down(attempt.credential, settings.GATEWAY_CREDENTIAL_REFUSED_COOLDOWN_SECONDS, str(exc))
+            upstream_failed(upstream.name, "credential_refused")
+            failures.append(f"{upstream.name}: {exc}")
+            logger.warning(
+                "upstream %s credential #%s unusable for %s: %s",
+                upstream.name,
+                attempt.credential.id,
+                request.request_id,
+                exc,
+            )
+            continue
         except (aiohttp.ClientError, TimeoutError) as exc:
             health.record_failure(upstream, f"unreachable ({type(exc).__name__})")
             upstream_failed(upstream.name, "unreachable")

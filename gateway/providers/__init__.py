@@ -25,6 +25,11 @@ from gateway.http import Request
 from gateway.routing import Credential, UpstreamInfo
 
 
+class CredentialUnusable(Exception):  # noqa: N818 - a state, not a failure of the code
+    """The credential could not be turned into what the backend takes (a token Google would not
+    give for a service account key, say): that credential rests, its backend stays in service."""
+
+
 class Content(Protocol):
     def iter_any(self) -> AsyncIterator[bytes]: ...
 

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from datetime import UTC
 from urllib.parse import quote
 
-import aiohttp
 import google.auth.exceptions
 import google.auth.transport.requests
 import orjson
 from google.oauth2 import service_account
 
 from gateway.http import Request
+from gateway.providers import CredentialUnusable
 from gateway.providers.translated import TranslatedResponse
 from gateway.routing import Credential, UpstreamInfo
 from gateway.upstream_client import client_session, upstream_timeout
@@ -107,7 +107,7 @@ class AccessTokens:
             token = await asyncio.wait_for(asyncio.shield(fetching), wait_seconds)
         except (ValueError, KeyError, TypeError, AttributeError, google.auth.exceptions.GoogleAuthError) as exc:
             # A key that cannot be read or that Google refuses: our credential, never the client's.
-            raise aiohttp.ClientError(f"no Vertex access token: {type(exc).__name__}") from None
+            raise CredentialUnusable(f"no Vertex access token ({type(exc).__name__})") from None
         self._tokens = {stored: kept for stored, kept in self._tokens.items() if stored[0] != credential.id}
         self._tokens[key] = token
         return token

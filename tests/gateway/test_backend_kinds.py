@@ -16,7 +16,7 @@ from gateway.simulator import THINKING_SIGNATURE, TOOL_INPUT
 from gateway.simulator import estimate_input_tokens as simulator_estimate
 from gateway.usage.writer import usage_writer
 from tests.bedrock_stand_in import ANTHROPIC_VERSION
-from tests.gateway.backends import BEDROCK_MODEL_ID, add_bedrock, add_vertex, only
+from tests.gateway.backends import BEDROCK_MODEL_ID, add_bedrock, add_vertex, only, sessions_starting_at
 from tests.helpers import wait_until
 from tests.vertex_stand_in import ANTHROPIC_VERSION as VERTEX_ANTHROPIC_VERSION
 
@@ -283,11 +283,24 @@ def test_a_service_account_google_refuses_is_our_credential_not_the_clients(gate
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    only("vertex", gateway, None, vertex, credential=vertex.service_account_key(stranger.decode()))
+    refused_key = vertex.service_account_key(stranger.decode())
+    only("vertex", gateway, None, vertex, credential=refused_key)
     with pytest.raises(anthropic_errors.APIStatusError) as raised:
         gateway.client().messages.create(model="claude-sonnet-4-6", max_tokens=100, messages=HELLO)
     assert raised.value.status_code == 503
     assert (vertex.token_requests, vertex.requests) == (1, [])
+
+    # Beside a key Google accepts, only the refused key rests: its backend keeps serving through the other.
+    add_vertex(vertex)
+    for session in sessions_starting_at(refused_key):
+        gateway.client().messages.create(
+            model="claude-sonnet-4-6",
+            max_tokens=100,
+            messages=HELLO,
+            extra_headers={"x-claude-code-session-id": session},
+        )
+    assert vertex.token_requests == 2  # the refused key was asked for once only, then rested
+    assert len(vertex.requests) == 4
 
 
 def test_failover_from_anthropic_to_bedrock_to_vertex_and_back(gateway, bedrock, vertex):
