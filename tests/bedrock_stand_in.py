@@ -15,6 +15,7 @@ import hmac
 import re
 import struct
 import zlib
+from typing import Any
 from urllib.parse import unquote
 
 import aiohttp
@@ -72,10 +73,12 @@ class BedrockStandIn(StandInServer):
         if refusal := self._authentication_error(request, body):
             return refusal
         action = request.match_info["action"]
-        if action not in ("invoke", "invoke-with-response-stream"):
+        if action not in ("invoke", "invoke-with-response-stream", "count-tokens"):
             return bedrock_error(404, "UnknownOperationException", "No such operation.")
         payload = orjson.loads(body)
         self.requests.append({"path": request.raw_path, "headers": dict(request.headers), "body": payload})
+        if action == "count-tokens":
+            return await self._count_tokens(unquote(request.match_info["model_id"]), payload)
         if "model" in payload or "stream" in payload or payload.get("anthropic_version") != ANTHROPIC_VERSION:
             return bedrock_error(400, "ValidationException", "Malformed input request: extraneous key or version.")
         streams = action == "invoke-with-response-stream"
@@ -92,6 +95,23 @@ class BedrockStandIn(StandInServer):
             if not streams:
                 return web.Response(body=await answer.read(), content_type="application/json")
             return await self._stream(request, answer)
+
+    async def _count_tokens(self, model: str, payload: dict[str, Any]) -> web.Response:
+        """CountTokens: the InvokeModel body comes base64-encoded; inference profiles are not counted."""
+        if model.split(".", 1)[0] in ("us", "eu", "apac", "global"):
+            return bedrock_error(400, "ValidationException", "The provided model doesn't support counting tokens.")
+        invoke_body = orjson.loads(base64.b64decode(payload["input"]["invokeModel"]["body"]))
+        if "model" in invoke_body or invoke_body.get("anthropic_version") != ANTHROPIC_VERSION:
+            return bedrock_error(400, "ValidationException", "Malformed input request: extraneous key or version.")
+        anthropic_body = {key: value for key, value in invoke_body.items() if not key.startswith("anthropic_")}
+        async with self.session.post(
+            f"{self.simulator.base_url}/v1/messages/count_tokens",
+            data=orjson.dumps({**anthropic_body, "model": model}),
+            headers={"x-api-key": "sk-ant-bedrock-behind", "anthropic-version": "2023-06-01"},
+        ) as answer:
+            if answer.status != 200:
+                return bedrock_error_of(answer.status, await answer.read())
+            return web.json_response({"inputTokens": (await answer.json())["input_tokens"]})
 
     async def _stream(self, request: web.Request, answer: aiohttp.ClientResponse) -> web.StreamResponse:
         response = web.StreamResponse(headers={"content-type": "application/vnd.amazon.eventstream"})

@@ -28,14 +28,15 @@ from botocore.credentials import Credentials
 from botocore.eventstream import EventStreamBuffer, EventStreamMessage, ParserError
 from yarl import URL
 
-from gateway.errors import sse_error_event
+from gateway.errors import GatewayError, sse_error_event
 from gateway.http import Request
 from gateway.providers.translated import TranslatedResponse, backend_error_message
 from gateway.routing import Credential, UpstreamInfo
 from gateway.upstream_client import client_session, upstream_timeout
 from gateway.wire import error_type_of_status
 
-COUNTS_TOKENS = False  # the gateway's estimate answers count_tokens for a Bedrock-only model
+COUNTS_TOKENS = True  # with Bedrock's CountTokens, for the models it counts (the others: an estimate)
+COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
 SIGNING_NAME = "bedrock"
 METRICS_FIELD = "amazon-bedrock-invocationMetrics"  # Bedrock's own addition to message_stop
@@ -68,19 +69,31 @@ async def send(request: Request, upstream: UpstreamInfo, credential: Credential,
     payload["anthropic_version"] = ANTHROPIC_VERSION
     if betas := request_betas(request):
         payload["anthropic_beta"] = betas
-    url = f"{upstream.base_url}/model/{quote(model, safe='')}/{'invoke-with-response-stream' if streams else 'invoke'}"
-    data = orjson.dumps(payload)
+    model_url = f"{upstream.base_url}/model/{quote(model, safe='')}"
+    if request.path == COUNT_TOKENS_PATH:
+        payload.setdefault("max_tokens", 1)  # what InvokeModel's body needs and a count request lacks
+        data = orjson.dumps({"input": {"invokeModel": {"body": base64.b64encode(orjson.dumps(payload)).decode()}}})
+        response = await post(f"{model_url}/count-tokens", data, upstream, credential, accept="application/json")
+        return await counted(response, request.request_id)
+    action = "invoke-with-response-stream" if streams else "invoke"
+    accept = "application/vnd.amazon.eventstream" if streams else "application/json"
+    response = await post(f"{model_url}/{action}", orjson.dumps(payload), upstream, credential, accept=accept)
+    return translated(response, request.request_id)
+
+
+async def post(
+    url: str, data: bytes, upstream: UpstreamInfo, credential: Credential, *, accept: str
+) -> aiohttp.ClientResponse:
     headers = {
         "content-type": "application/json",
-        "accept": "application/vnd.amazon.eventstream" if streams else "application/json",
+        "accept": accept,
         "accept-encoding": "identity",  # relayed as it comes: nothing to decompress
         **dict(upstream.extra_headers),
     }
     headers.update(authorization(credential.secret, upstream.region, url, data, headers))
-    response = await client_session().post(
+    return await client_session().post(
         URL(url, encoded=True), data=data, headers=headers, timeout=upstream_timeout(upstream), allow_redirects=False
     )
-    return translated(response, request.request_id)
 
 
 def request_betas(request: Request) -> list[str]:
@@ -109,6 +122,24 @@ def translated(response: aiohttp.ClientResponse, request_id: str) -> TranslatedR
         streams=streams,
         content=EventStreamContent(response, request_id) if streams else response.content,
         request_id=request_id,
+    )
+
+
+async def counted(response: aiohttp.ClientResponse, request_id: str) -> TranslatedResponse:
+    """CountTokens' `{"inputTokens": N}` as Anthropic's `{"input_tokens": N}`. A request Bedrock will
+    not count (most often a model it has no counter for) raises GatewayError, which the gateway
+    answers with its own estimate (gateway/app.py count_tokens)."""
+    status = response.status if response.status < 400 else status_of_error(response)
+    if status in (400, 404):
+        response.release()
+        raise GatewayError(404, "Bedrock does not count the tokens of this request.")
+    return TranslatedResponse(
+        response,
+        status=status,
+        streams=False,
+        content=response.content,
+        request_id=request_id,
+        answer=lambda body: orjson.dumps({"input_tokens": orjson.loads(body)["inputTokens"]}),
     )
 
 

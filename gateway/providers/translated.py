@@ -8,6 +8,8 @@ content type and `retry-after`, and an error body the backend wrote its own way 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import orjson
 from aiohttp import ClientResponse
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -18,11 +20,21 @@ from gateway.wire import error_type_of_status
 
 
 class TranslatedResponse:
+    """`answer` turns a successful body into Anthropic's, where the backend's differs."""
+
     def __init__(
-        self, response: ClientResponse, *, status: int, streams: bool, content: Content, request_id: str
+        self,
+        response: ClientResponse,
+        *,
+        status: int,
+        streams: bool,
+        content: Content,
+        request_id: str,
+        answer: Callable[[bytes], bytes] | None = None,
     ) -> None:
         self._response = response
         self._request_id = request_id
+        self._answer = answer
         self.status = status
         headers = CIMultiDict({"content-type": "text/event-stream" if streams else "application/json"})
         if retry_after := response.headers.get("retry-after"):
@@ -33,7 +45,9 @@ class TranslatedResponse:
 
     async def read(self) -> bytes:
         body = await self._response.read()
-        return body if self.status < 400 else anthropic_error_body(self.status, body, self._request_id)
+        if self.status >= 400:
+            return anthropic_error_body(self.status, body, self._request_id)
+        return self._answer(body) if self._answer is not None else body
 
     def release(self) -> None:
         self._response.release()

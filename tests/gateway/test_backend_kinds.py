@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from gateway.routing import health
+from gateway.services import upstream_add
 from gateway.simulator import THINKING_SIGNATURE, TOOL_INPUT
 from gateway.simulator import estimate_input_tokens as simulator_estimate
 from gateway.usage.writer import usage_writer
@@ -228,11 +229,32 @@ def test_a_signature_bedrock_refuses_is_our_credential_not_the_clients(gateway, 
     assert bedrock.requests == []  # refused before anything was taken
 
 
-def test_count_tokens_on_bedrock_is_estimated(gateway, bedrock):
+def test_count_tokens_is_asked_of_bedrock(gateway, bedrock):
     only("bedrock", gateway, bedrock, None)
     counted = gateway.client().messages.count_tokens(model="claude-sonnet-4-6", messages=HELLO)
-    assert counted.input_tokens > 0
-    assert bedrock.requests == []
+    (sent,) = bedrock.requests
+    assert sent["path"] == "/model/anthropic.claude-sonnet-4-6-v1%3A0/count-tokens"
+    assert bedrock.simulator.requests()[-1]["path"] == "/v1/messages/count_tokens"
+    assert counted.input_tokens == simulator_estimate({"model": "claude-sonnet-4-6", "messages": HELLO})
+
+
+def test_count_tokens_bedrock_will_not_count_are_estimated(gateway, bedrock):
+    """Bedrock counts for foundation models, not inference profiles: the gateway's estimate answers."""
+    from gateway.tokens import estimate_input_tokens
+
+    only("bedrock", gateway, bedrock, None)
+    upstream_add(
+        name="bedrock",
+        kind="bedrock",
+        base_url=bedrock.base_url,
+        region=bedrock.region,
+        credentials=[],
+        model_globs=["claude-opus-5-5=us.anthropic.claude-opus-5-5-v1:0"],
+    )
+    counted = gateway.client().messages.count_tokens(model="claude-opus-5-5", messages=HELLO)
+    assert len(bedrock.requests) == 1  # asked, and refused
+    assert bedrock.simulator.requests() == []
+    assert counted.input_tokens == estimate_input_tokens({"model": "claude-opus-5-5", "messages": HELLO})
 
 
 def test_failover_from_anthropic_to_bedrock_and_back(gateway, bedrock):
