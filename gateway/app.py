@@ -40,7 +40,7 @@ from gateway.http import (
 from gateway.key_usage import KEY_USAGE_PATH, key_usage_report, tokens_today
 from gateway.limits import UNKNOWN, Decision, close_limiter, limiter, token_charge
 from gateway.metrics import OPEN_STREAMS
-from gateway.providers import ADAPTERS, UpstreamResponse
+from gateway.providers import UpstreamResponse, adapter_for
 from gateway.ratelimit_headers import limit_headers, rate_limited
 from gateway.relay import RefusedAnswer, SseUsageReader, UpstreamAnswer, open_upstream, relayed_headers
 from gateway.request_log import RequestOutcome, request_log
@@ -408,7 +408,7 @@ async def count_tokens(request: Request, principal: KeyPrincipal, responder: Res
 
 
 def counts_tokens(candidate: Candidate) -> bool:
-    return ADAPTERS[candidate.upstream.kind].COUNTS_TOKENS
+    return adapter_for(candidate.upstream.kind).COUNTS_TOKENS
 
 
 async def list_models(request: Request, principal: KeyPrincipal, responder: Responder) -> None:

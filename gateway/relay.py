@@ -19,7 +19,7 @@ from django.conf import settings
 from gateway.errors import GatewayError
 from gateway.http import Request
 from gateway.metrics import upstream_failed
-from gateway.providers import ADAPTERS, CredentialUnusable, UpstreamResponse
+from gateway.providers import CredentialUnusable, UpstreamResponse, adapter_for
 from gateway.routing import Candidate, Credential, health
 from gateway.services import upstream_credential_disable
 from gateway.usage.record import UsageRecord
@@ -183,7 +183,7 @@ async def open_upstream(
 
 async def _send(request: Request, attempt: Attempt, body: bytes) -> UpstreamResponse:
     upstream = attempt.candidate.upstream
-    return await ADAPTERS[upstream.kind].send(request, upstream, attempt.credential, body)
+    return await adapter_for(upstream.kind).send(request, upstream, attempt.credential, body)
 
 
 async def _read_and_release(response: UpstreamResponse) -> bytes:

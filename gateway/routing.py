@@ -193,6 +193,8 @@ def _upstream_info(upstream: Upstream) -> UpstreamInfo:
 
 
 def load_route_table() -> RouteTable:
+    from gateway.providers import adapter_for  # the adapters import this module
+
     upstreams = {
         upstream.pk: _upstream_info(upstream)
         for upstream in Upstream.objects.filter(enabled=True).prefetch_related("credentials")
@@ -214,6 +216,8 @@ def load_route_table() -> RouteTable:
             )
         )
     routes.sort(key=lambda route: route.specificity, reverse=True)
+    for kind in {upstream.kind for upstream in upstreams.values()}:
+        adapter_for(kind)  # imported here, on the loading thread, rather than in a request
     return RouteTable(routes)
 
 

@@ -17,6 +17,7 @@ providers/bedrock.py, providers/vertex.py.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import AsyncIterator, Mapping
 from types import ModuleType
 from typing import Protocol
@@ -70,7 +71,20 @@ class Adapter(Protocol):
     ) -> UpstreamResponse: ...
 
 
-# After the interface: the adapters import it.
-from gateway.providers import anthropic, bedrock, vertex  # noqa: E402
+ADAPTER_MODULES = {
+    "anthropic": "gateway.providers.anthropic",
+    "bedrock": "gateway.providers.bedrock",
+    "vertex": "gateway.providers.vertex",
+}
+_adapters: dict[str, Adapter | ModuleType] = {}
 
-ADAPTERS: dict[str, Adapter | ModuleType] = {"anthropic": anthropic, "bedrock": bedrock, "vertex": vertex}
+
+def adapter_for(kind: str) -> Adapter | ModuleType:
+    """The adapter of a kind of backend, imported on first use: Bedrock's and Vertex's bring
+    botocore and google-auth (some 7 MB per process), which a deployment without them never loads.
+    The route table asks for its kinds' adapters as it loads, on its thread (gateway/routing.py),
+    so that no request waits for an import."""
+    adapter = _adapters.get(kind)
+    if adapter is None:
+        adapter = _adapters[kind] = importlib.import_module(ADAPTER_MODULES[kind])
+    return adapter
