@@ -54,7 +54,7 @@ from bench.netutil import free_port, raise_open_file_limit, stop_group, wait_for
 from bench.profiling import record_under_load, summarize
 from bench.report import render
 from bench.results_model import Results, ServerFigures
-from bench.servers import PROJECT_DIR, SERVERS, UV, UV_RUN, GatewayServer
+from bench.servers import GATEWAY_SERVERS, PROJECT_DIR, UV, UV_RUN, GatewayServer
 from bench.upstream_nginx import NginxUpstream
 
 PHASES = ("streams", "requests", "servers", "limits")
@@ -75,7 +75,7 @@ class Options:
     interval_ms: float
     open_rate: float  # streams opened per second
     profile_seconds: float
-    servers: tuple[str, ...] = SERVERS
+    servers: tuple[str, ...] = GATEWAY_SERVERS
     phases: tuple[str, ...] = PHASES
     profile: bool = True
     keys: int = 8
@@ -598,7 +598,9 @@ def write_report(results: Results, *, complete: bool) -> Path:
 def parse_args(argv: list[str] | None = None) -> tuple[Options, argparse.Namespace]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short runs and 1,000 streams")
-    parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated, from " + ",".join(SERVERS))
+    parser.add_argument(
+        "--servers", default=",".join(GATEWAY_SERVERS), help="comma-separated, from " + ",".join(GATEWAY_SERVERS)
+    )
     parser.add_argument("--phases", default=",".join(PHASES), help="comma-separated, from " + ",".join(PHASES))
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile")
     parser.add_argument("--seconds", type=float, help="length of each wrk run")

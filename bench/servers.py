@@ -19,7 +19,8 @@ from pathlib import Path
 from bench import procstat
 from bench.netutil import HOST, stop_group, wait_for_port
 
-SERVERS = ("production", "uvicorn", "granian", "daphne", "passthrough")
+GATEWAY_SERVERS = ("production", "uvicorn", "granian", "daphne")  # the gateway under each ASGI server
+SERVERS = (*GATEWAY_SERVERS, "passthrough")
 APP = "llmapi.asgi:application"
 PASSTHROUGH_APP = "bench.passthrough:app"  # the yardstick, not the gateway (bench/passthrough.py)
 PROJECT_DIR = Path(__file__).resolve().parent.parent

@@ -113,17 +113,27 @@ class Gateway:
         self.simulator = simulator
         self.user = user
         self.key = key
+        self._clients: list[object] = []
 
     def client(self, **options: object):
         import anthropic
 
         options.setdefault("max_retries", 0)
         options.setdefault("api_key", self.key)
-        return anthropic.Anthropic(base_url=self.base_url, **options)
+        client = anthropic.Anthropic(base_url=self.base_url, **options)
+        self._clients.append(client)
+        return client
+
+    def close_clients(self) -> None:
+        """Close every SDK client handed out: one left to the garbage collector may drop its socket
+        unclosed, and the ResourceWarning then fails whichever test is running (CI, once)."""
+        for client in self._clients:
+            client.close()
+        self._clients.clear()
 
 
 @pytest.fixture
-def gateway(asgi_server, simulator, live_server_db) -> Gateway:
+def gateway(asgi_server, simulator, live_server_db) -> Iterator[Gateway]:
     from gateway.routing import health
     from gateway.services import upstream_add
     from gateway.usage.writer import usage_writer
@@ -135,7 +145,9 @@ def gateway(asgi_server, simulator, live_server_db) -> Gateway:
     # The biggest plan, so that tests not about limits never meet one.
     user = User.objects.create_user("alice@example.com", "correct horse battery", plan=Plan.objects.get(slug="max-20x"))
     key = api_key_create(user=user, name="laptop").secret
-    return Gateway(asgi_server, simulator, user, key)
+    gateway = Gateway(asgi_server, simulator, user, key)
+    yield gateway
+    gateway.close_clients()
 
 
 @pytest.fixture

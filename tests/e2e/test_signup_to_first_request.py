@@ -114,7 +114,10 @@ def test_signup_to_first_request_and_back(journey: Journey, mailoutbox):
     wait_until(drained_one)
     page.goto("/dashboard/usage/?period=24h")
     expect(page.locator(".stats li").first).to_have_text(re.compile(r"^\s*1\s+requests\s*$"))
-    expect(page.get_by_role("row", name=re.compile("laptop"))).to_be_visible()
+    by_key = page.get_by_role("region", name="By key", exact=True)  # not "Prompt cache, by key and model"
+    expect(by_key.get_by_role("row", name=re.compile("laptop"))).to_be_visible()
+    by_key_and_model = page.get_by_role("region", name="Prompt cache, by key and model")
+    expect(by_key_and_model.get_by_role("row", name=re.compile("laptop.*claude-sonnet-4-6"))).to_be_visible()
     journey.step("usage")
 
     # Delete the key: the same call is refused from now on.
