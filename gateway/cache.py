@@ -36,6 +36,9 @@ class TtlCache(Generic[KeyT, ValueT]):
     Every entry lives the same time from its insertion, so insertion order is expiry order: the
     oldest entry is the first to drop, whether it expired or the cache is full. Expired entries are
     dropped as new ones arrive, so a flood of distinct keys cannot grow the cache past its bound.
+
+    A load that an invalidation overtook (it read the database before the change it announces) is
+    handed to those waiting for it but not kept: kept, it would outlive the change by a whole TTL.
     """
 
     def __init__(self, ttl_seconds: float, max_entries: int = 10_000) -> None:
@@ -44,6 +47,7 @@ class TtlCache(Generic[KeyT, ValueT]):
         # OrderedDict, not dict: dropping its oldest entry stays O(1) however many went before.
         self._entries: OrderedDict[KeyT, tuple[float, ValueT]] = OrderedDict()
         self._loading: dict[KeyT, asyncio.Future[ValueT]] = {}
+        self._invalidations = 0  # counted from any thread; a load keeps its value only if none came
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -81,6 +85,7 @@ class TtlCache(Generic[KeyT, ValueT]):
             return await asyncio.shield(pending)
         future: asyncio.Future[ValueT] = asyncio.get_running_loop().create_future()
         self._loading[key] = future
+        invalidations = self._invalidations
         try:
             value = await load()
         except BaseException as exc:
@@ -89,20 +94,24 @@ class TtlCache(Generic[KeyT, ValueT]):
             raise
         finally:
             del self._loading[key]
-        self.put(key, value)
+        if invalidations == self._invalidations:
+            self.put(key, value)
         future.set_result(value)
         return value
 
     def pop(self, key: KeyT) -> None:
+        self._invalidations += 1
         self._entries.pop(key, None)
 
     def pop_where(self, predicate: Callable[[ValueT], bool]) -> None:
+        self._invalidations += 1
         # list() takes a snapshot: a Django thread of this process may invalidate concurrently.
         for key, (_, value) in list(self._entries.items()):
             if predicate(value):
                 self._entries.pop(key, None)
 
     def clear(self) -> None:
+        self._invalidations += 1
         self._entries.clear()
 
 

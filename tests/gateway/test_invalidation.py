@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from accounts.models import User
-from gateway.cache import InvalidationListener
+from gateway.cache import InvalidationListener, TtlCache
 from gateway.models import Upstream
 from keys.models import ApiKey
 from keys.services import api_key_create
@@ -147,3 +147,36 @@ def test_a_user_deleted_in_the_admin_is_refused_by_every_process(gateway, two_pr
     assert not User.objects.filter(pk=gateway.user.pk).exists()
     for base_url in two_processes:
         wait_until(lambda base_url=base_url: status_of(base_url, gateway.key) == 401, timeout=1.0)
+
+
+@pytest.mark.parametrize(
+    "invalidate",
+    [
+        lambda cache: cache.pop("key"),
+        lambda cache: cache.pop_where(lambda value: True),
+        lambda cache: cache.clear(),
+    ],
+    ids=["pop", "pop_where", "clear"],
+)
+async def test_a_load_an_invalidation_overtook_is_not_kept(invalidate):
+    """A key revoked while its lookup is in flight: the lookup's answer still goes to the request
+    that asked, but the next request loads again instead of finding it cached for a whole TTL."""
+    cache: TtlCache[str, str] = TtlCache(ttl_seconds=60)
+    reading, release = asyncio.Event(), asyncio.Event()
+
+    async def load_before_the_change() -> str:
+        reading.set()
+        await release.wait()
+        return "before"
+
+    async def load_after_the_change() -> str:
+        return "after"
+
+    lookup = asyncio.create_task(cache.get_or_load("key", load_before_the_change))
+    await reading.wait()
+    invalidate(cache)
+    release.set()
+    assert await lookup == "before"
+    assert cache.get("key") is None
+    assert await cache.get_or_load("key", load_after_the_change) == "after"
+    assert cache.get("key") == "after"
