@@ -18,6 +18,7 @@ minute allowing GATEWAY_GUARD_MULTIPLIER times the plan's per-minute limit.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -204,6 +205,22 @@ class Limits:
         return tuple(window for window in both if window[1] != NO_LIMIT)
 
 
+# A principal is cached, unchanged, until its key or plan changes: what its decisions share (its
+# Limits, its eleven Redis keys, the numbers sent with each call) is made once per principal and
+# settings, not once per call. The settings are part of each cache key, so tests may change them.
+PRINCIPALS_REMEMBERED = 10_000
+
+
+def limits_for(principal: KeyPrincipal) -> Limits:
+    """The principal's Limits, made once (callers only read them)."""
+    return _limits_for(principal, settings.GATEWAY_GUARD_MULTIPLIER)
+
+
+@functools.lru_cache(maxsize=PRINCIPALS_REMEMBERED)
+def _limits_for(principal: KeyPrincipal, guard_multiplier: int) -> Limits:
+    return Limits.of(principal)  # which reads guard_multiplier
+
+
 def _or_no_limit(limit: int | None) -> int:
     return NO_LIMIT if limit is None else limit
 
@@ -213,7 +230,7 @@ def _times(keys: int, limit: int) -> int:
 
 
 def decision_from_counts(counts: Counts, principal: KeyPrincipal, now_ms: int, admission_entry: str = "") -> Decision:
-    limits = Limits.of(principal)
+    limits = limits_for(principal)
     own = (
         _rolling_window(
             "minute", limits.minute, counts.minute_used, counts.minute_oldest_ms, counts.minute_newest_ms, now_ms
@@ -301,19 +318,15 @@ def guard_limit_for(principal: KeyPrincipal) -> int:
     return principal.requests_per_minute * settings.GATEWAY_GUARD_MULTIPLIER
 
 
-def script_keys(principal: KeyPrincipal) -> tuple[str, ...]:
-    """Every key one decision touches; all share the account's shard tag (one Cluster slot)."""
+def script_keys(principal: KeyPrincipal) -> tuple[bytes, ...]:
+    """Every key one decision touches; all share the account's shard tag (one Cluster slot).
+    Encoded once here, as redis-py would encode them on every call."""
     return _script_keys(principal, settings.REDIS_KEY_PREFIX, settings.REDIS_SHARDS)
 
 
-# A principal is cached, unchanged, until its key or plan changes: its Redis keys (eleven
-# formatted strings) are made once per principal and key naming, not once per call.
-PRINCIPALS_REMEMBERED = 10_000
-
-
 @functools.lru_cache(maxsize=PRINCIPALS_REMEMBERED)
-def _script_keys(principal: KeyPrincipal, prefix: str, shards: int) -> tuple[str, ...]:
-    return (
+def _script_keys(principal: KeyPrincipal, prefix: str, shards: int) -> tuple[bytes, ...]:
+    names = (
         *key_window_keys(user_id=principal.user_id, key_id=principal.key_id),
         *account_window_keys(user_id=principal.user_id),
         key_concurrency_key(user_id=principal.user_id, key_id=principal.key_id),
@@ -321,6 +334,7 @@ def _script_keys(principal: KeyPrincipal, prefix: str, shards: int) -> tuple[str
         key_token_window_key(user_id=principal.user_id, key_id=principal.key_id),
         account_token_window_key(user_id=principal.user_id),
     )
+    return tuple(name.encode() for name in names)
 
 
 # Token windows, shared by DECIDE_SCRIPT and CHARGE_SCRIPT: a hash {input, output, at} of levels
@@ -390,9 +404,10 @@ return 1
 
 # KEYS: the key's minute, 5h, week, guard; the account's minute, 5h, week; the key's requests in
 # flight; the account's usage stream; the key's token levels, the account's. ARGV: now_ms, mode
-# (admit|guard|peek|give_back|backfill), member (the request id), then the limits in the
-# order of `Limits`, the lease of an in-flight slot (ms), for backfill how many admissions to add,
-# the usage stream's ceiling, what to write ahead to it (the admission, gateway/usage/record.py; or
+# (admit|guard|peek|give_back|backfill), member (the request id), the fixed numbers joined by
+# commas (`fixed_arguments`: the limits in the order of `Limits`, the lease of an in-flight slot
+# in ms, the usage stream's ceiling), for backfill how many admissions to add, what to write
+# ahead to the usage stream (the admission, gateway/usage/record.py; or
 # the request id given back), for give_back the id of the admission's stream entry, for admit the
 # input tokens to charge (an estimate), then the ids of the key's requests that have ended (their
 # slots are freed first). Returns the fields of Counts, in order, then the id of the admission's
@@ -403,22 +418,23 @@ DECIDE_SCRIPT = (
 local now = tonumber(ARGV[1])
 local mode = ARGV[2]
 local member = ARGV[3]
-local minute_limit, five_limit, week_limit, guard_limit =
-  tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local account_minute_limit, account_five_limit, account_week_limit =
-  tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
-local in_flight_limit = tonumber(ARGV[11])
-local input_limit, output_limit, account_input_limit, account_output_limit =
-  tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15])
-local lease, backfill = tonumber(ARGV[16]), tonumber(ARGV[17])
-local usage_ceiling, usage_entry, admission_entry = tonumber(ARGV[18]), ARGV[19], ARGV[20]
-local input_estimate = tonumber(ARGV[21])
+local fixed = {}
+for number in string.gmatch(ARGV[4], '[^,]+') do
+  fixed[#fixed + 1] = tonumber(number)
+end
+local minute_limit, five_limit, week_limit, guard_limit = fixed[1], fixed[2], fixed[3], fixed[4]
+local account_minute_limit, account_five_limit, account_week_limit = fixed[5], fixed[6], fixed[7]
+local in_flight_limit = fixed[8]
+local input_limit, output_limit, account_input_limit, account_output_limit = fixed[9], fixed[10], fixed[11], fixed[12]
+local lease, usage_ceiling = fixed[13], fixed[14]
+local backfill, usage_entry, admission_entry = tonumber(ARGV[5]), ARGV[6], ARGV[7]
+local input_estimate = tonumber(ARGV[8])
 local MINUTE, FIVE_HOURS, WEEK = 60000, 18000000, 604800000
 local KEY_MINUTE, KEY_FIVE, KEY_WEEK, KEY_GUARD = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ACCOUNT_MINUTE, ACCOUNT_FIVE, ACCOUNT_WEEK, IN_FLIGHT = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local USAGE, KEY_TOKENS, ACCOUNT_TOKENS = KEYS[9], KEYS[10], KEYS[11]
 
-for i = 22, #ARGV do
+for i = 9, #ARGV do
   redis.call('ZREM', IN_FLIGHT, ARGV[i])
 end
 
@@ -601,31 +617,29 @@ def script_arguments(
     admission_entry: str = "",
     input_estimate: int = 0,
 ) -> list[object]:
-    limits = Limits.of(principal)
     return [
         now_ms,
         mode,
         member,
-        limits.minute,
-        limits.five_hours,
-        limits.week,
-        limits.guard,
-        limits.account_minute,
-        limits.account_five_hours,
-        limits.account_week,
-        limits.in_flight,
-        limits.input_tokens,
-        limits.output_tokens,
-        limits.account_input_tokens,
-        limits.account_output_tokens,
-        lease_ms(),
+        fixed_arguments(principal),
         backfill,
-        settings.USAGE_STREAM_MAX_LENGTH,
         usage_entry(principal, mode, member, now_ms),
         admission_entry,
         input_estimate,
         *ended,
     ]
+
+
+def fixed_arguments(principal: KeyPrincipal) -> bytes:
+    """The numbers a principal's decisions share, as one argument: packing a dozen integers for
+    Redis on every call cost about as much as deciding what to ask."""
+    return _fixed_arguments(principal, settings.GATEWAY_GUARD_MULTIPLIER, lease_ms(), settings.USAGE_STREAM_MAX_LENGTH)
+
+
+@functools.lru_cache(maxsize=PRINCIPALS_REMEMBERED)
+def _fixed_arguments(principal: KeyPrincipal, guard_multiplier: int, lease: int, usage_ceiling: int) -> bytes:
+    numbers = (*dataclasses.astuple(_limits_for(principal, guard_multiplier)), lease, usage_ceiling)
+    return ",".join(str(number) for number in numbers).encode()
 
 
 def usage_entry(principal: KeyPrincipal, mode: str, member: str, now_ms: int) -> bytes:
@@ -641,7 +655,7 @@ class TokenCharge:
     minus the estimate charged at admission (so possibly below zero), and the output."""
 
     shard: int
-    keys: tuple[str, str]  # the key's token levels, the account's
+    keys: tuple[bytes, bytes]  # the key's token levels, the account's
     limits: tuple[int, int, int, int]  # the key's input and output limits, the account's
     input_tokens: int
     output_tokens: int
@@ -651,7 +665,7 @@ class TokenCharge:
 
 
 def token_charge(principal: KeyPrincipal, input_correction: int, output_tokens: int) -> TokenCharge:
-    limits = Limits.of(principal)
+    limits = limits_for(principal)
     *_, key_tokens, account_tokens = script_keys(principal)
     return TokenCharge(
         shard_for_user(principal.user_id),
@@ -664,7 +678,7 @@ def token_charge(principal: KeyPrincipal, input_correction: int, output_tokens: 
 
 def add_token_charges(pipe: redis.asyncio.client.Pipeline, charges: Sequence[TokenCharge], now_ms: int) -> None:
     """One CHARGE_SCRIPT call per shard (its keys share a Cluster slot) for all of `charges`."""
-    by_shard: dict[int, tuple[list[str], list[object]]] = {}
+    by_shard: dict[int, tuple[list[bytes], list[object]]] = {}
     for charge in charges:
         keys, arguments = by_shard.setdefault(charge.shard, ([], [now_ms]))
         keys.extend(charge.keys)
@@ -722,7 +736,7 @@ class Circuit:
 
 @dataclass(slots=True)
 class _Call:
-    keys: Sequence[str]
+    keys: Sequence[bytes]
     args: list[object]
     future: asyncio.Future[list[int]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
@@ -743,7 +757,7 @@ class ScriptPipeline:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._scheduled = False
 
-    async def call(self, keys: Sequence[str], args: list[object]) -> list[int]:
+    async def call(self, keys: Sequence[bytes], args: list[object]) -> list[int]:
         if not self._circuit.allows():
             raise CircuitOpen("Redis failed a moment ago: not asked until the circuit lets a probe through")
         call = _Call(keys, args)
@@ -802,7 +816,7 @@ class ScriptPipeline:
                 pipe.evalsha(DECIDE_SCRIPT_SHA, len(call.keys), *call.keys, *call.args)
             return await pipe.execute(raise_on_error=False)
 
-    async def pipeline_for(self, key: str) -> ScriptPipeline:
+    async def pipeline_for(self, key: bytes) -> ScriptPipeline:
         return self  # one Redis holds every key
 
     async def close(self) -> None:
@@ -834,14 +848,14 @@ class ClusterScriptPipelines:
         self._timeout = timeout
         self._pipelines: dict[Address, ScriptPipeline] = {}
 
-    async def call(self, keys: Sequence[str], args: list[object]) -> list[int]:
+    async def call(self, keys: Sequence[bytes], args: list[object]) -> list[int]:
         try:
             return await self._send(keys, args)
         except redis.exceptions.MovedError:
             await self._owners.refresh()  # the slot has another master now
             return await self._send(keys, args)
 
-    async def _send(self, keys: Sequence[str], args: list[object]) -> list[int]:
+    async def _send(self, keys: Sequence[bytes], args: list[object]) -> list[int]:
         pipeline = await self.pipeline_for(keys[0])
         try:
             return await pipeline.call(keys, args)
@@ -850,7 +864,7 @@ class ClusterScriptPipelines:
                 self._owners.refresh_soon()
             raise
 
-    async def pipeline_for(self, key: str) -> ScriptPipeline:
+    async def pipeline_for(self, key: bytes) -> ScriptPipeline:
         address = await self._owners.owner_of(key)
         if (pipeline := self._pipelines.get(address)) is None:
             host, port = address
@@ -967,10 +981,10 @@ class InProcessLimiter:
 
     def __init__(self, clock: Clock = time.time) -> None:
         self._clock = clock
-        self._rolling: dict[str, deque[tuple[int, str]]] = {}
-        self._fixed: dict[str, tuple[int, int]] = {}  # key -> (ends at, used)
-        self._in_flight: dict[str, dict[str, int]] = {}  # key -> request id -> lease end
-        self._tokens: dict[str, tuple[float, float, int]] = {}  # key -> (input level, output level, at ms)
+        self._rolling: dict[bytes, deque[tuple[int, str]]] = {}
+        self._fixed: dict[bytes, tuple[int, int]] = {}  # key -> (ends at, used)
+        self._in_flight: dict[bytes, dict[str, int]] = {}  # key -> request id -> lease end
+        self._tokens: dict[bytes, tuple[float, float, int]] = {}  # key -> (input level, output level, at ms)
 
     async def decide(self, principal: KeyPrincipal, mode: str, member: str, input_estimate: int = 0) -> Decision:
         return self.decide_now(principal, mode, member, input_estimate=input_estimate)
@@ -1007,7 +1021,7 @@ class InProcessLimiter:
             self._give_back(
                 member, (key_minute, key_five, key_week), (account_minute, account_five, account_week), in_flight
             )
-        limits = Limits.of(principal)
+        limits = limits_for(principal)
         minute = self._trimmed(key_minute, now_ms)
         account_minute_entries = self._trimmed(account_minute, now_ms)
         guard = self._trimmed(key_guard, now_ms)
@@ -1059,24 +1073,24 @@ class InProcessLimiter:
         return decision_from_counts(counts, principal, now_ms)
 
     @staticmethod
-    def _token_keys(principal: KeyPrincipal) -> dict[str, tuple[int, int]]:
+    def _token_keys(principal: KeyPrincipal) -> dict[bytes, tuple[int, int]]:
         """The key's and the account's token levels, each with its (input, output) limits."""
         charge = token_charge(principal, 0, 0)
         return dict(zip(charge.keys, charge.limit_pairs(), strict=True))
 
-    def _token_levels(self, key: str, input_limit: int, output_limit: int, now_ms: int) -> tuple[float, float]:
+    def _token_levels(self, key: bytes, input_limit: int, output_limit: int, now_ms: int) -> tuple[float, float]:
         input_level, output_level, at_ms = self._tokens.get(key, (0.0, 0.0, now_ms))
         elapsed_ms = max(now_ms - at_ms, 0)
         return _drained(input_level, input_limit, elapsed_ms), _drained(output_level, output_limit, elapsed_ms)
 
     def _add_tokens(
-        self, key: str, levels: tuple[float, float], tokens: tuple[int, int], now_ms: int
+        self, key: bytes, levels: tuple[float, float], tokens: tuple[int, int], now_ms: int
     ) -> tuple[float, float]:
         added = (max(levels[0] + tokens[0], 0.0), max(levels[1] + tokens[1], 0.0))
         self._tokens[key] = (*added, now_ms)
         return added
 
-    def _give_back(self, member: str, own: tuple[str, ...], account: tuple[str, ...], in_flight: str) -> None:
+    def _give_back(self, member: str, own: tuple[bytes, ...], account: tuple[bytes, ...], in_flight: bytes) -> None:
         self._in_flight.get(in_flight, {}).pop(member, None)
         for minute, *fixed_windows in (own, account):
             entries = self._rolling.get(minute, deque())
@@ -1089,9 +1103,9 @@ class InProcessLimiter:
                 if used > 0:
                     self._fixed[name] = (ends_at, used - 1)
 
-    def _count_all_fixed(self, fixed: dict[str, tuple[int, int]], count: int, now_ms: int) -> None:
+    def _count_all_fixed(self, fixed: dict[bytes, tuple[int, int]], count: int, now_ms: int) -> None:
         for name, (used, left_ms) in fixed.items():
-            length_ms = FIVE_HOURS_MS if name.endswith(":5h") else WEEK_MS
+            length_ms = FIVE_HOURS_MS if name.endswith(b":5h") else WEEK_MS
             if left_ms < 0:
                 self._fixed[name] = (now_ms + length_ms, count)
                 fixed[name] = (count, length_ms)
@@ -1100,19 +1114,19 @@ class InProcessLimiter:
                 self._fixed[name] = (ends_at, used + count)
                 fixed[name] = (used + count, left_ms)
 
-    def _trimmed(self, key: str, now_ms: int) -> deque[tuple[int, str]]:
+    def _trimmed(self, key: bytes, now_ms: int) -> deque[tuple[int, str]]:
         entries = self._rolling.setdefault(key, deque())
         while entries and entries[0][0] <= now_ms - MINUTE_MS:
             entries.popleft()
         return entries
 
-    def _slots(self, key: str, now_ms: int) -> dict[str, int]:
+    def _slots(self, key: bytes, now_ms: int) -> dict[str, int]:
         slots = self._in_flight.setdefault(key, {})
         for member in [member for member, lease_end in slots.items() if lease_end <= now_ms]:
             del slots[member]
         return slots
 
-    def _fixed_state(self, key: str, now_ms: int) -> tuple[int, int]:
+    def _fixed_state(self, key: bytes, now_ms: int) -> tuple[int, int]:
         ends_at, used = self._fixed.get(key, (0, 0))
         return (used, ends_at - now_ms) if ends_at > now_ms else (0, -1)
 

@@ -40,10 +40,10 @@ class SlotOwners:
         self._fetching: asyncio.Task[None] | None = None
         self._fetched_at = float("-inf")
 
-    async def owner_of(self, key: str) -> Address:
+    async def owner_of(self, key: bytes) -> Address:
         if not self._owners:
             await self.refresh()
-        if (owner := self._owners[key_slot(key.encode())]) is None:
+        if (owner := self._owners[key_slot(key)]) is None:
             raise redis.ConnectionError("no master of the Redis Cluster serves this key's slot")
         return owner
 
