@@ -26,15 +26,16 @@ help:
 	python3 -m venv .tools
 	.tools/bin/pip install --quiet uv
 
-# Bytecode is compiled at install, the project's own modules too, as a production image would have
-# it: a process that compiles its imports as it starts (PYTHONDONTWRITEBYTECODE, a read-only tree)
-# starts slower and keeps the compiler's garbage, about 10 MB per worker.
+# Bytecode is compiled at install, as a production image would have it: a process that compiles its
+# imports as it starts (PYTHONDONTWRITEBYTECODE, a read-only tree) starts slower and keeps the
+# compiler's garbage, about 10 MB per worker. The project's own modules are compiled on every sync
+# (only those that changed), the packages when the lock changes.
 .venv/.synced: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --compile-bytecode
-	.venv/bin/python -m compileall -q $(PYTHON_PACKAGES)
 	@touch $@
 
 sync: .venv/.synced
+	@.venv/bin/python -m compileall -q $(PYTHON_PACKAGES)
 
 # The npm packages the tests drive (tests/wire: TypeScript SDK, Claude Code; tests/e2e: axe-core),
 # again whenever a lock changes. Without npm the rest of the suite still runs, and those tests fail

@@ -83,9 +83,7 @@ class RedisStreamTarget:
             for stream, entries in streams.items():
                 # EVAL, not a registered script: in a pipeline redis-py asks SCRIPT EXISTS first (a round trip).
                 pipe.eval(APPEND_SCRIPT, 1, stream, settings.USAGE_STREAM_MAX_LENGTH, *entries)
-            for record in records:
-                # The request is over: its in-flight slot (gateway/limits.py) is freed in this same round trip.
-                pipe.zrem(key_concurrency_key(user_id=record.user_id, key_id=record.key_id), record.request_id)
+            free_slots(pipe, records)
             count_tokens_today(pipe, records)  # for the key's own usage endpoint, same trip
             add_token_charges(pipe, charges, int(time.time() * 1000))  # the token windows, same trip
             if not self._announce_apart:
@@ -107,24 +105,55 @@ class RedisStreamTarget:
         await self._client.aclose()
 
 
+def free_slots(pipe: redis.asyncio.client.Pipeline, records: list[UsageRecord]) -> None:
+    """The requests are over: their in-flight slots (gateway/limits.py) are freed, one command per key."""
+    slots: dict[str, list[str]] = {}
+    for record in records:
+        slots.setdefault(key_concurrency_key(user_id=record.user_id, key_id=record.key_id), []).append(
+            record.request_id
+        )
+    for key, request_ids in slots.items():
+        pipe.zrem(key, *request_ids)
+
+
 TOKEN_COUNTS_KEPT_SECONDS = 2 * 24 * 3600  # today's, and yesterday's for a while
+
+# KEYS: token-count hashes of one shard (one Cluster slot); ARGV: how long to keep them (s), then
+# per hash its counts in the order of USAGE_FIELDS. One call per shard rather than a command per
+# hash and field: the fields' commands were most of the writer's round trip.
+COUNT_TOKENS_SCRIPT = (
+    "local fields = {"
+    + ", ".join(f"'{name}'" for name in USAGE_FIELDS)
+    + "}"
+    + """
+local keep = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  for f, field in ipairs(fields) do
+    local count = tonumber(ARGV[1 + (i - 1) * #fields + f])
+    if count ~= 0 then redis.call('HINCRBY', key, field, count) end
+  end
+  redis.call('EXPIRE', key, keep)
+end
+return 1
+"""
+)
 
 
 def count_tokens_today(pipe: redis.asyncio.client.Pipeline, records: list[UsageRecord]) -> None:
     """Add the batch's tokens to each key's counts for the day its requests ended, summed first."""
     sums: dict[str, list[int]] = {}
+    shards: dict[int, list[str]] = {}
     for record in records:
-        day = utc_day(record.ended_at)
-        counts = sums.setdefault(
-            key_tokens_key(user_id=record.user_id, key_id=record.key_id, day=day), [0] * len(USAGE_FIELDS)
-        )
+        key = key_tokens_key(user_id=record.user_id, key_id=record.key_id, day=utc_day(record.ended_at))
+        if (counts := sums.get(key)) is None:
+            counts = sums[key] = [0] * len(USAGE_FIELDS)
+            shards.setdefault(shard_for_user(record.user_id), []).append(key)
         for index, name in enumerate(USAGE_FIELDS):
             counts[index] += getattr(record, name)
-    for key, counts in sums.items():
-        for name, count in zip(USAGE_FIELDS, counts, strict=True):
-            if count:
-                pipe.hincrby(key, name, count)
-        pipe.expire(key, TOKEN_COUNTS_KEPT_SECONDS)
+    for keys in shards.values():
+        counts = [count for key in keys for count in sums[key]]
+        # EVAL, not EVALSHA: a Redis that restarted has forgotten scripts, and a pipeline cannot load one midway.
+        pipe.eval(COUNT_TOKENS_SCRIPT, len(keys), *keys, TOKEN_COUNTS_KEPT_SECONDS, *counts)
 
 
 def entries_by_stream(records: list[UsageRecord], refusals: list[RefusalCount]) -> dict[str, list[bytes]]:
