@@ -120,7 +120,7 @@ TOKEN_COUNTS_KEPT_SECONDS = 2 * 24 * 3600  # today's, and yesterday's for a whil
 
 # KEYS: token-count hashes of one shard (one Cluster slot); ARGV: how long to keep them (s), then
 # per hash its counts in the order of USAGE_FIELDS. One call per shard rather than a command per
-# hash and field: the fields' commands were most of the writer's round trip.
+# hash and field (up to five per key in each batch, each packed and parsed by redis-py).
 COUNT_TOKENS_SCRIPT = (
     "local fields = {"
     + ", ".join(f"'{name}'" for name in USAGE_FIELDS)
