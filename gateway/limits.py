@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 import redis
 import redis.asyncio
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from gateway.redis_clients import Address, gateway_redis_url, is_cluster, node_urls, sync_gateway_redis
 from gateway.redis_keys import (
@@ -205,22 +207,6 @@ class Limits:
         return tuple(window for window in both if window[1] != NO_LIMIT)
 
 
-# A principal is cached, unchanged, until its key or plan changes: what its decisions share (its
-# Limits, its eleven Redis keys, the numbers sent with each call) is made once per principal and
-# settings, not once per call. The settings are part of each cache key, so tests may change them.
-PRINCIPALS_REMEMBERED = 10_000
-
-
-def limits_for(principal: KeyPrincipal) -> Limits:
-    """The principal's Limits, made once (callers only read them)."""
-    return _limits_for(principal, settings.GATEWAY_GUARD_MULTIPLIER)
-
-
-@functools.lru_cache(maxsize=PRINCIPALS_REMEMBERED)
-def _limits_for(principal: KeyPrincipal, guard_multiplier: int) -> Limits:
-    return Limits.of(principal)  # which reads guard_multiplier
-
-
 def _or_no_limit(limit: int | None) -> int:
     return NO_LIMIT if limit is None else limit
 
@@ -318,14 +304,34 @@ def guard_limit_for(principal: KeyPrincipal) -> int:
     return principal.requests_per_minute * settings.GATEWAY_GUARD_MULTIPLIER
 
 
-def script_keys(principal: KeyPrincipal) -> tuple[bytes, ...]:
-    """Every key one decision touches; all share the account's shard tag (one Cluster slot).
-    Encoded once here, as redis-py would encode them on every call."""
-    return _script_keys(principal, settings.REDIS_KEY_PREFIX, settings.REDIS_SHARDS)
+@dataclass(slots=True)
+class PrincipalShared:
+    """What every decision of one principal shares, made once (callers only read it)."""
+
+    limits: Limits
+    keys: tuple[bytes, ...]  # every key a decision touches, encoded as redis-py would on every call
+    fixed_arguments: bytes  # the numbers sent with each call, as one argument (see DECIDE_SCRIPT)
+
+
+# A principal is cached, unchanged, until its key or plan changes, so what its decisions share is
+# made once per principal, not once per call: formatting eleven keys and packing a dozen integers
+# for Redis cost about as much as deciding what to ask.
+PRINCIPALS_REMEMBERED = 10_000
+# The settings that go into it: a change of one (tests change them) forgets every principal's.
+SETTINGS_SHARED = frozenset(
+    {
+        "REDIS_KEY_PREFIX",
+        "REDIS_SHARDS",
+        "GATEWAY_GUARD_MULTIPLIER",
+        "GATEWAY_CONCURRENCY_LEASE_SECONDS",
+        "USAGE_STREAM_MAX_LENGTH",
+    }
+)
 
 
 @functools.lru_cache(maxsize=PRINCIPALS_REMEMBERED)
-def _script_keys(principal: KeyPrincipal, prefix: str, shards: int) -> tuple[bytes, ...]:
+def shared_by(principal: KeyPrincipal) -> PrincipalShared:
+    limits = Limits.of(principal)
     names = (
         *key_window_keys(user_id=principal.user_id, key_id=principal.key_id),
         *account_window_keys(user_id=principal.user_id),
@@ -334,7 +340,25 @@ def _script_keys(principal: KeyPrincipal, prefix: str, shards: int) -> tuple[byt
         key_token_window_key(user_id=principal.user_id, key_id=principal.key_id),
         account_token_window_key(user_id=principal.user_id),
     )
-    return tuple(name.encode() for name in names)
+    numbers = (*dataclasses.astuple(limits), lease_ms(), settings.USAGE_STREAM_MAX_LENGTH)
+    return PrincipalShared(
+        limits, tuple(name.encode() for name in names), ",".join(str(number) for number in numbers).encode()
+    )
+
+
+@receiver(setting_changed)
+def forget_what_principals_share(*, setting: str, **kwargs: object) -> None:
+    if setting in SETTINGS_SHARED:
+        shared_by.cache_clear()
+
+
+def limits_for(principal: KeyPrincipal) -> Limits:
+    return shared_by(principal).limits
+
+
+def script_keys(principal: KeyPrincipal) -> tuple[bytes, ...]:
+    """Every key one decision touches; all share the account's shard tag (one Cluster slot)."""
+    return shared_by(principal).keys
 
 
 # Token windows, shared by DECIDE_SCRIPT and CHARGE_SCRIPT: a hash {input, output, at} of levels
@@ -405,10 +429,10 @@ return 1
 # KEYS: the key's minute, 5h, week, guard; the account's minute, 5h, week; the key's requests in
 # flight; the account's usage stream; the key's token levels, the account's. ARGV: now_ms, mode
 # (admit|guard|peek|give_back|backfill), member (the request id), the fixed numbers joined by
-# commas (`fixed_arguments`: the limits in the order of `Limits`, the lease of an in-flight slot
-# in ms, the usage stream's ceiling), for backfill how many admissions to add, what to write
-# ahead to the usage stream (the admission, gateway/usage/record.py; or
-# the request id given back), for give_back the id of the admission's stream entry, for admit the
+# commas (PrincipalShared.fixed_arguments: the limits in the order of `Limits`, the lease of an
+# in-flight slot in ms, the usage stream's ceiling), for backfill how many admissions to add, what
+# to write ahead to the usage stream (the admission, gateway/usage/record.py; or the request id
+# given back), for give_back the id of the admission's stream entry, for admit the
 # input tokens to charge (an estimate), then the ids of the key's requests that have ended (their
 # slots are freed first). Returns the fields of Counts, in order, then the id of the admission's
 # stream entry ('' if none was written).
@@ -621,25 +645,13 @@ def script_arguments(
         now_ms,
         mode,
         member,
-        fixed_arguments(principal),
+        shared_by(principal).fixed_arguments,
         backfill,
         usage_entry(principal, mode, member, now_ms),
         admission_entry,
         input_estimate,
         *ended,
     ]
-
-
-def fixed_arguments(principal: KeyPrincipal) -> bytes:
-    """The numbers a principal's decisions share, as one argument: packing a dozen integers for
-    Redis on every call cost about as much as deciding what to ask."""
-    return _fixed_arguments(principal, settings.GATEWAY_GUARD_MULTIPLIER, lease_ms(), settings.USAGE_STREAM_MAX_LENGTH)
-
-
-@functools.lru_cache(maxsize=PRINCIPALS_REMEMBERED)
-def _fixed_arguments(principal: KeyPrincipal, guard_multiplier: int, lease: int, usage_ceiling: int) -> bytes:
-    numbers = (*dataclasses.astuple(_limits_for(principal, guard_multiplier)), lease, usage_ceiling)
-    return ",".join(str(number) for number in numbers).encode()
 
 
 def usage_entry(principal: KeyPrincipal, mode: str, member: str, now_ms: int) -> bytes:
